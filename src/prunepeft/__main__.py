@@ -1,0 +1,5 @@
+import sys
+
+from prunepeft.cli import main
+
+sys.exit(main())

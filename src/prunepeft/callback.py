@@ -1,0 +1,125 @@
+"""Recording the statistics of the criteria during ordinary training steps, and the TrainerCallback that
+ends a round every ``round_steps`` optimizer steps.
+
+No extra forward or backward pass is made: activations are read by the candidates' observers during the
+normal forward pass, gradients in ``on_pre_optimizer_step`` (after gradient clipping, before the update;
+by ``on_step_end`` the Trainer has zeroed them).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from transformers import TrainerCallback
+
+from prunepeft.criteria import UnitStats
+from prunepeft.space import Candidate
+
+
+class StatsRecorder:
+    """Per-candidate sums for the activation, gradient and sensitivity criteria."""
+
+    def __init__(self, candidates: dict[str, Candidate]):
+        self.candidates = dict(candidates)
+        self._zero()
+        for name, cand in self.candidates.items():
+            for wrapper in cand.wrappers:
+                wrapper.observer = self._observer(name)
+
+    def _zero(self) -> None:
+        zero = lambda: torch.zeros((), dtype=torch.float64)  # noqa: E731
+        self._act = {n: zero() for n in self.candidates}
+        self._calls = dict.fromkeys(self.candidates, 0)
+        self._grad = {n: zero() for n in self.candidates}
+        self._sens = {n: zero() for n in self.candidates}
+        self._steps = 0
+
+    def _observer(self, name: str) -> Callable[[torch.Tensor], None]:
+        def observe(delta: torch.Tensor) -> None:
+            if not torch.is_grad_enabled():  # evaluation passes do not count
+                return
+            acc = self._act[name]
+            self._act[name] = acc.to(delta.device) + delta.detach().abs().mean(dtype=torch.float64)
+            self._calls[name] += 1
+
+        return observe
+
+    def after_backward(self) -> None:
+        """Accumulate |G| and |W*G| of every surviving candidate (call when gradients are final)."""
+        self._steps += 1
+        with torch.no_grad():
+            for name, cand in self.candidates.items():
+                for p in cand.parameters():
+                    if p.grad is None:
+                        continue
+                    g = p.grad.detach()  # sums stay on the device: no host sync per step
+                    self._grad[name] = self._grad[name].to(g.device) + g.abs().sum(dtype=torch.float64)
+                    self._sens[name] = self._sens[name].to(g.device) + (p * g).abs().sum(dtype=torch.float64)
+
+    def take(self) -> dict[str, UnitStats]:
+        """The round's statistics as plain numbers; the sums start again from zero."""
+        out = {
+            n: UnitStats(
+                activation_sum=float(self._act[n]),
+                activation_calls=self._calls[n],
+                grad_abs_sum=float(self._grad[n]),
+                sensitivity_sum=float(self._sens[n]),
+                grad_steps=self._steps,
+            )
+            for n in self.candidates
+        }
+        self._zero()
+        return out
+
+    def forget(self, name: str) -> None:
+        """Stop recording a removed candidate."""
+        cand = self.candidates.pop(name)
+        for wrapper in cand.wrappers:
+            wrapper.observer = None
+        for table in (self._act, self._calls, self._grad, self._sens):
+            table.pop(name, None)
+
+    def close(self) -> None:
+        for name in list(self.candidates):
+            self.forget(name)
+
+
+class PrunePEFTCallback(TrainerCallback):
+    """Ends a round every ``round_steps`` optimizer steps and hands the round to ``rounds``.
+
+    ``rounds`` is any object with ``recorder`` (a StatsRecorder) and
+    ``end_round(step, metrics, optimizer) -> bool`` returning True when the search is finished.
+    With ``evaluate=True`` the Trainer evaluates on its eval set first and the metrics reach the round.
+    """
+
+    def __init__(self, rounds, round_steps: int, evaluate: bool = True):
+        if round_steps < 1:
+            raise ValueError("round_steps must be at least 1")
+        self.rounds = rounds
+        self.round_steps = round_steps
+        self.evaluate = evaluate
+        self._pending = False
+
+    def on_pre_optimizer_step(self, args, state, control, **kwargs):
+        self.rounds.recorder.after_backward()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step % self.round_steps:
+            return control
+        if self.evaluate:
+            self._pending = True
+            control.should_evaluate = True
+            return control
+        return self._finish(state, control, {}, kwargs.get("optimizer"))
+
+    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+        if not self._pending:
+            return control
+        self._pending = False
+        return self._finish(state, control, dict(metrics or {}), kwargs.get("optimizer"))
+
+    def _finish(self, state, control, metrics, optimizer):
+        if self.rounds.end_round(state.global_step, metrics, optimizer):
+            control.should_training_stop = True
+        return control

@@ -1,0 +1,231 @@
+"""`prunepeft search | train | env`: thin recipes that turn flags into settings and call the jobs."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+from prunepeft.search import METHODS, SearchSettings
+from prunepeft.space import ROLES, SPACES, SpaceSettings
+from prunepeft.training import TrainSettings
+
+DEFAULT_OUTPUT = "runs/{task}"
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("model and data")
+    g.add_argument("--model", default="minilm", help="model directory, hub id, or 'minilm' (default)")
+    g.add_argument(
+        "--task", default="rotten_tomatoes",
+        help="rotten_tomatoes (default), subjectivity, a GLUE task (sst2, cola, mrpc, qqp, stsb, mnli, qnli, "
+        "rte), or a .csv / .jsonl file or saved datasets folder",
+    )  # fmt: skip
+    g.add_argument("--data-dir", help="a saved copy of a GLUE task (datasets.save_to_disk), for offline use")
+    g.add_argument("--text-column")
+    g.add_argument("--text-pair-column")
+    g.add_argument("--label-column")
+    g.add_argument("--max-train-samples", type=int, help="a stratified subset of the training data")
+    g.add_argument(
+        "--trust-remote-code", action="store_true", help="allow the model's own code (off by default)"
+    )
+    g.add_argument(
+        "--layers-path", help="dotted path of the list of transformer blocks, if not found automatically"
+    )
+    g.add_argument(
+        "--target", action="append", default=[], metavar="ROLE=NAME[+NAME]",
+        help=f"name the Linear inside a block for a role ({', '.join(ROLES)}), e.g. q=attn.q_proj",
+    )  # fmt: skip
+    t = p.add_argument_group("training")
+    t.add_argument("--output-dir", default=None, help=f"where results go (default {DEFAULT_OUTPUT})")
+    t.add_argument("--overwrite", action="store_true", help="replace an existing run in --output-dir")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--epochs", type=float, default=3.0)
+    t.add_argument("--learning-rate", type=float, default=1e-3)
+    t.add_argument("--batch-size", type=int, default=32)
+    t.add_argument("--max-length", type=int, default=128)
+    t.add_argument("--warmup", type=float, default=0.06, help="fraction of steps with linear warm-up")
+    t.add_argument("--weight-decay", type=float, default=0.0)
+    t.add_argument("--report-to", default="none", help="passed to the Trainer, e.g. tensorboard")
+    t.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    t.add_argument("--debug", action="store_true", help="show full tracebacks")
+
+
+def _space_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("search space")
+    g.add_argument("--space", choices=sorted(SPACES), default="paper")
+    g.add_argument("--lora-rank", type=int, default=32)
+    g.add_argument("--lora-alpha", type=float, default=32.0)
+    g.add_argument("--lora-dropout", type=float, default=0.0)
+    g.add_argument("--bottleneck-size", type=int, default=64, help="adapter width (default 64)")
+    g.add_argument("--adapter-activation", default="relu")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="prunepeft", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("search", help="find, retrain and test a PEFT configuration (the main job)")
+    _common(s)
+    _space_flags(s)
+    g = s.add_argument_group("search")
+    g.add_argument("--budget", default="0.01", help="fraction of the base model ('0.01', '1%%') or a count")
+    g.add_argument("--criterion", choices=METHODS, default="hybrid")
+    g.add_argument(
+        "--no-blocks", action="store_true", help="hybrid without depth blocks (partitions by kind)"
+    )
+    g.add_argument("--prune-per-round", type=int, default=0, help="k; default ceil(candidates / 8)")
+    g.add_argument("--round-epochs", type=float, default=0.15, help="training per round, in epochs")
+    g.add_argument("--warmup-fraction", type=float, default=0.1)
+    g.add_argument("--warmup-turns", type=int, default=3)
+    g.add_argument(
+        "--low-fidelity", type=float, nargs="?", const=0.1, default=None, metavar="FRACTION",
+        help="search on a stratified FRACTION of the training data (default 0.1)",
+    )  # fmt: skip
+    g.add_argument(
+        "--reinit-survivors", action="store_true", help="re-initialise survivors after each removal"
+    )
+
+    t = sub.add_parser("train", help="train a saved recipe, or a plain peft LoRA baseline")
+    _common(t)
+    t.add_argument("--recipe", help="recipe.json written by `prunepeft search` (or its folder)")
+    t.add_argument("--method", choices=["recipe", "lora"], default="recipe")
+    t.add_argument("--lora-rank", type=int, default=32)
+    t.add_argument("--lora-alpha", type=float, default=32.0)
+    t.add_argument("--lora-targets", default="query,value", help="comma-separated module names for peft")
+
+    sub.add_parser("env", help="print versions and hardware")
+    return parser
+
+
+def _targets(items: list[str]) -> dict[str, list[str]]:
+    out = {}
+    for item in items:
+        role, sep, names = item.partition("=")
+        if not sep or role not in ROLES or not names:
+            raise SystemExit(
+                f"prunepeft: error: --target {item!r}: write ROLE=NAME[+NAME] with ROLE in {ROLES}"
+            )
+        out[role] = names.split("+")
+    return out
+
+
+def _options(args):
+    from prunepeft.jobs import RunOptions
+
+    return RunOptions(
+        model=args.model,
+        task=args.task,
+        output_dir=args.output_dir or DEFAULT_OUTPUT.format(task=os.path.basename(args.task).split(".")[0]),
+        data_dir=args.data_dir,
+        text_column=args.text_column,
+        text_pair_column=args.text_pair_column,
+        label_column=args.label_column,
+        max_train_samples=args.max_train_samples,
+        layers_path=args.layers_path,
+        targets=_targets(args.target),
+        trust_remote_code=args.trust_remote_code,
+        overwrite=args.overwrite,
+    )
+
+
+def _train_settings(args) -> TrainSettings:
+    return TrainSettings(
+        epochs=args.epochs,
+        learning_rate=args.learning_rate,
+        batch_size=args.batch_size,
+        max_length=args.max_length,
+        warmup=args.warmup,
+        weight_decay=args.weight_decay,
+        seed=args.seed,
+        report_to=args.report_to,
+        progress=not args.no_progress,
+    )
+
+
+def run(args) -> dict | None:
+    from prunepeft import jobs
+
+    if args.command == "env":
+        import json
+
+        print(json.dumps(jobs.environment(), indent=2))
+        return None
+    opts = _options(args)
+    train = _train_settings(args)
+    if args.command == "search":
+        space = SpaceSettings(
+            space=args.space,
+            lora_rank=args.lora_rank,
+            lora_alpha=args.lora_alpha,
+            lora_dropout=args.lora_dropout,
+            bottleneck_size=args.bottleneck_size,
+            adapter_activation=args.adapter_activation,
+        )
+        settings = SearchSettings(
+            budget=args.budget,
+            criterion=args.criterion,
+            blocks=not args.no_blocks,
+            prune_per_round=args.prune_per_round,
+            round_epochs=args.round_epochs,
+            warmup_fraction=args.warmup_fraction,
+            warmup_turns=args.warmup_turns,
+            search_fraction=args.low_fidelity or 1.0,
+            reinit_survivors=args.reinit_survivors,
+        )
+        results = jobs.search(opts, space, settings, train)
+    elif args.method == "lora":
+        targets = [t.strip() for t in args.lora_targets.split(",") if t.strip()]
+        results = jobs.train_lora(opts, train, args.lora_rank, args.lora_alpha, targets)
+    else:
+        from prunepeft.recipe import Recipe
+
+        if not args.recipe:
+            raise SystemExit("prunepeft: error: `train` needs --recipe PATH (or --method lora)")
+        results = jobs.train_recipe(opts, Recipe.load(args.recipe), train)
+    print_summary(results, opts.output_dir)
+    return results
+
+
+def print_summary(results: dict, output_dir: str) -> None:
+    metric = results["metric"]
+    params = results["params"]
+    print(f"\n== prunepeft {results['method']} on {results['task']} ({results['model']})")
+    for layer, kinds in results.get("per_layer", {}).items():
+        print(f"  layer {layer:>2}: {', '.join(kinds) if kinds else '-'}")
+    print(
+        f"  trainable PEFT parameters: {params['peft']:,} ({params['peft_percent_of_base']:.3f}% of the "
+        f"{params['base']:,} base parameters; head {params['head']:,} more)"
+    )
+    val = results["validation"].get(f"eval_{metric}")
+    test = results["test"].get(f"test_{metric}")
+    print(f"  validation {metric}: {val:.4f}   test {metric}: {test:.4f}")
+    times = results["time_s"]
+    if "search_s" in times:
+        print(
+            f"  search {times['search_s']:.0f}s, final training {times['final_train_s']:.0f}s "
+            f"(ratio {times['search_to_train_ratio']:.2f})"
+        )
+    print(f"  written to {output_dir}/")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    if not getattr(args, "debug", False):
+        logging.getLogger("transformers").setLevel(logging.ERROR)
+    from prunepeft.errors import USER_ERRORS
+
+    try:
+        run(args)
+    except USER_ERRORS as err:
+        if getattr(args, "debug", False):
+            raise
+        print(f"prunepeft: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

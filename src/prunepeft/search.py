@@ -1,0 +1,221 @@
+"""The iterative hybrid pruning search (paper Algorithm 1): warm-up votes, then rounds of
+train -> score -> remove until the trainable PEFT parameters fit the budget.
+
+Everything here works on a live supernet and plain data; files are written by the caller through
+``log`` (one dict per warm-up turn or round).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from torch import nn
+
+from prunepeft import hybrid
+from prunepeft.callback import StatsRecorder
+from prunepeft.criteria import CRITERIA, UnitStats, evaluate_all
+from prunepeft.space import Candidate, detach
+
+METHODS = ("hybrid", "random", *CRITERIA)
+
+
+@dataclass
+class SearchSettings:
+    budget: str = "0.01"  # fraction of the base model's parameters ("0.01", "1%") or a count ("200000")
+    criterion: str = "hybrid"  # "hybrid", "random", or one criterion alone
+    blocks: bool = True  # hybrid: spindle depth blocks x kinds (False: partitions by kind only)
+    prune_per_round: int = 0  # k; 0 = ceil(candidates / 8)
+    round_epochs: float = 0.15  # training per round, in epochs of the search data
+    warmup_fraction: float = 0.1  # share of the search data the warm-up trains on
+    warmup_turns: int = 3
+    search_fraction: float = 1.0  # < 1: low-fidelity search on a stratified share of the training data
+    reinit_survivors: bool = False  # paper step 3: re-initialise the survivors after each removal
+
+
+class BudgetError(ValueError):
+    """The budget is not a usable number or cannot be met."""
+
+
+def parse_budget(budget: str | float | int, base_params: int) -> int:
+    """Budget in parameters: a fraction of the base model (0 < x < 1, or "x%") or an absolute count."""
+    text = str(budget).strip()
+    match = re.fullmatch(r"([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*(%?)", text)
+    if not match:
+        raise BudgetError(
+            f"budget {budget!r} is not a number. Give a fraction of the base model ('0.01'), "
+            "a percentage ('1%') or a parameter count ('200000')."
+        )
+    value = float(match.group(1))
+    if match.group(2):
+        value /= 100
+    if value <= 0:
+        raise BudgetError(f"budget {budget!r} must be positive, e.g. '0.01' (1% of the base model).")
+    if value < 1:
+        return int(value * base_params)
+    if value != int(value):
+        raise BudgetError(f"budget {budget!r}: a count of parameters must be whole; a fraction must be < 1.")
+    return int(value)
+
+
+def raw_scores(candidates: dict[str, Candidate], stats: dict[str, UnitStats]) -> dict[str, dict[str, float]]:
+    return {name: evaluate_all(c.parameters(), stats[name]) for name, c in candidates.items()}
+
+
+def drop_from_optimizer(optimizer, params: list[nn.Parameter]) -> None:
+    """Remove parameters (and their Adam moments) from an optimizer, so later steps skip them."""
+    if optimizer is None:
+        return
+    ids = {id(p) for p in params}
+    for group in optimizer.param_groups:
+        group["params"] = [p for p in group["params"] if id(p) not in ids]
+    for p in params:
+        optimizer.state.pop(p, None)
+
+
+class WarmupVoter:
+    """Warm-up: after each turn every criterion alone nominates the k candidates it would prune;
+    nominations are counted per partition. Nothing is removed."""
+
+    def __init__(self, candidates: dict[str, Candidate], partition: dict[str, str], k: int, turns: int, log):
+        self.candidates = candidates
+        self.partition = partition
+        self.k = k
+        self.turns = turns
+        self.log = log
+        self.counts = {c: dict.fromkeys(sorted(set(partition.values())), 0) for c in CRITERIA}
+        self.turn = 0
+        self.recorder = StatsRecorder(candidates)
+
+    def end_round(self, step: int, metrics: dict, optimizer) -> bool:
+        scores = raw_scores(self.candidates, self.recorder.take())
+        votes = {c: hybrid.nominate(scores, c, self.k) for c in CRITERIA}
+        for c, names in votes.items():
+            for name in names:
+                self.counts[c][self.partition[name]] += 1
+        self.turn += 1
+        self.log({"phase": "warmup", "turn": self.turn, "step": step, "scores": scores, "nominated": votes})
+        return self.turn >= self.turns
+
+    def assignment(self) -> dict[str, list[str]]:
+        sizes: dict[str, int] = {}
+        for p in self.partition.values():
+            sizes[p] = sizes.get(p, 0) + 1
+        return hybrid.assign_criteria(self.counts, sizes)
+
+
+class Pruner:
+    """Ends each round: score the survivors, remove the top-k (never more than needed to meet the budget)."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        candidates: dict[str, Candidate],
+        *,
+        budget_params: int,
+        k: int,
+        criterion: str,
+        assignment: dict[str, list[str]],
+        partition: dict[str, str],
+        seed: int,
+        metric: str,
+        reinit_survivors: bool = False,
+        log: Callable[[dict], None] = lambda record: None,
+    ):
+        if criterion not in METHODS:
+            raise ValueError(f"unknown criterion {criterion!r}; choose from {', '.join(METHODS)}")
+        self.model = model
+        self.alive = dict(candidates)
+        self.budget_params = budget_params
+        self.k = k
+        self.criterion = criterion
+        self.assignment = assignment
+        self.partition = partition
+        self.metric = metric
+        self.reinit_survivors = reinit_survivors
+        self.log = log
+        self.rng = random.Random(seed)
+        self.round = 0
+        self.removed: dict[str, int] = {}  # candidate -> round in which it was removed
+        self.recorder = StatsRecorder(candidates)
+        self._clock = time.perf_counter()
+
+    @property
+    def peft_params(self) -> int:
+        return sum(c.n_params for c in self.alive.values())
+
+    @property
+    def done(self) -> bool:
+        return self.peft_params <= self.budget_params
+
+    def rank(self, scores: dict[str, dict[str, float]]) -> tuple[dict[str, float], dict[str, float]]:
+        """(Θ, p): higher Θ = prune first; p = the eq. 1 probability (or Θ normalised for non-hybrid)."""
+        if self.criterion == "random":
+            theta = {m: self.rng.random() for m in sorted(scores)}
+        elif self.criterion == "hybrid":
+            return hybrid.combined_scores(scores, self.assignment, self.partition)
+        else:
+            theta = hybrid.oriented_ranks(scores, (self.criterion,))[self.criterion]
+        total = sum(theta.values()) or 1.0
+        return theta, {m: t / total for m, t in theta.items()}
+
+    def end_round(self, step: int, metrics: dict, optimizer) -> bool:
+        self.round += 1
+        scores = raw_scores(self.alive, self.recorder.take())
+        theta, prob = self.rank(scores)
+        params_before = self.peft_params
+        removed = []
+        for name in sorted(theta, key=lambda m: (-theta[m], m)):
+            if len(removed) >= self.k or self.done:
+                break
+            removed.append(name)
+            self._remove(name, optimizer)
+        if self.reinit_survivors and removed:
+            self._reinit(optimizer)
+        now = time.perf_counter()
+        self.log(
+            {
+                "phase": "round",
+                "round": self.round,
+                "step": step,
+                "scores": scores,
+                "theta": theta,
+                "p": prob,
+                "removed": removed,
+                "peft_params_before": params_before,
+                "peft_params": self.peft_params,
+                "budget_params": self.budget_params,
+                "val_metric": metrics.get(f"eval_{self.metric}"),
+                "val_loss": metrics.get("eval_loss"),
+                "wall_s": round(now - self._clock, 3),
+            }
+        )
+        self._clock = now
+        return self.done
+
+    def _remove(self, name: str, optimizer) -> None:
+        cand = self.alive.pop(name)
+        self.recorder.forget(name)
+        params = cand.parameters()
+        detach(self.model, cand)
+        drop_from_optimizer(optimizer, params)
+        for p in params:
+            p.grad = None
+            p.requires_grad_(False)
+        self.removed[name] = self.round
+
+    def _reinit(self, optimizer) -> None:
+        for cand in self.alive.values():
+            for wrapper in cand.wrappers:
+                wrapper.reset_parameters()
+            for p in cand.parameters():
+                if optimizer is not None:
+                    optimizer.state.pop(p, None)
+
+
+def default_k(n_candidates: int) -> int:
+    return max(1, math.ceil(n_candidates / 8))
