@@ -533,3 +533,20 @@ def test_metric_regression() -> None:
     assert out["mse"] == pytest.approx(1 / 3)
     flat = fn(EvalPrediction(predictions=np.array([1.0, 1.0, 1.0]), label_ids=np.array([1.0, 2.0, 4.0])))
     assert flat["pearson"] == 0.0 and flat["spearmanr"] == 0.0
+
+
+def test_tsv_and_json_array(tmp_path: Path) -> None:
+    rows = sentiment_rows(30)
+    pd.DataFrame(rows).to_csv(tmp_path / "t.tsv", sep="\t", index=False)
+    (tmp_path / "a.json").write_text(json.dumps(rows))
+    tsv, arr = load_task(str(tmp_path / "t.tsv")), load_task(str(tmp_path / "a.json"))
+    assert split_texts(tsv) == split_texts(arr) and tsv.label_names == arr.label_names
+
+
+def test_stratified_subset_on_tokenized_labels(tmp_path: Path, tokenizer) -> None:
+    task = load_task(str(write_csv(tmp_path / "s.csv", sentiment_rows(100))))
+    train = tokenize_task(task, tokenizer, max_length=16)["train"]
+    sub = stratified_subset(train, 0.5, seed=0)
+    shares = Counter(sub["labels"])
+    full = Counter(train["labels"])
+    assert all(abs(shares[c] / len(sub) - full[c] / len(train)) < 0.03 for c in full)

@@ -40,7 +40,8 @@ class StatsRecorder:
             if not torch.is_grad_enabled():  # evaluation passes do not count
                 return
             acc = self._act[name]
-            self._act[name] = acc.to(delta.device) + delta.detach().abs().mean(dtype=torch.float64)
+            # reduce in the tensor's own dtype (no float64 copy of the activations), accumulate in float64
+            self._act[name] = acc.to(delta.device) + delta.detach().abs().mean().double()
             self._calls[name] += 1
 
         return observe
@@ -54,8 +55,8 @@ class StatsRecorder:
                     if p.grad is None:
                         continue
                     g = p.grad.detach()  # sums stay on the device: no host sync per step
-                    self._grad[name] = self._grad[name].to(g.device) + g.abs().sum(dtype=torch.float64)
-                    self._sens[name] = self._sens[name].to(g.device) + (p * g).abs().sum(dtype=torch.float64)
+                    self._grad[name] = self._grad[name].to(g.device) + g.abs().sum().double()
+                    self._sens[name] = self._sens[name].to(g.device) + (p * g).abs().sum().double()
 
     def take(self) -> dict[str, UnitStats]:
         """The round's statistics as plain numbers; the sums start again from zero."""

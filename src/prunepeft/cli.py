@@ -173,6 +173,7 @@ def run(args) -> dict | None:
             warmup_turns=args.warmup_turns,
             search_fraction=args.low_fidelity or 1.0,
             reinit_survivors=args.reinit_survivors,
+            eval_samples=args.search_eval_samples,
         )
         results = jobs.search(opts, space, settings, train)
     elif args.method == "lora":

@@ -26,6 +26,7 @@ import difflib
 import importlib.util
 import json
 import math
+import numbers
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -122,7 +123,7 @@ def _take_counts(counts: np.ndarray, k: int, keep_one: bool) -> np.ndarray:
     """How many rows to take from each class so that k rows keep the class proportions.
 
     Largest-remainder allocation, then every class gets at least one row if k allows it.
-    With keep_one, at least one row of every class is left behind (so train keeps every class).
+    With keep_one, one row of every class is left behind where k allows (so train keeps every class).
     """
     total = int(counts.sum())
     cap = counts - 1 if keep_one else counts.copy()
@@ -132,12 +133,14 @@ def _take_counts(counts: np.ndarray, k: int, keep_one: bool) -> np.ndarray:
     if k >= len(counts):
         take = np.where((take == 0) & (cap > 0), 1, take)
     order = np.argsort(-(exact - take), kind="stable")  # biggest shortfall first
-    while take.sum() < k and (take < cap).any():
-        for c in order:
-            if take.sum() >= k:
-                break
-            if take[c] < cap[c]:
-                take[c] += 1
+    # tiny data: if leaving one row per class behind cannot fill k, fill k anyway (a split must not be empty)
+    for limit in (cap, counts):
+        while take.sum() < k and (take < limit).any():
+            for c in order:
+                if take.sum() >= k:
+                    break
+                if take[c] < limit[c]:
+                    take[c] += 1
     surplus_order = np.argsort(-(take - exact), kind="stable")  # biggest excess first
     while take.sum() > k:
         for c in surplus_order:
@@ -209,23 +212,25 @@ def stratified_subset(ds: datasets.Dataset, n: int | float, seed: int) -> datase
     Stratified on "label" for classification (class proportions kept, every class present if n
     allows), uniform for regression (float labels). Returns ds itself when n covers all rows.
     """
-    if isinstance(n, bool) or not isinstance(n, int | float):
+    if isinstance(n, bool) or not isinstance(n, numbers.Real):
         raise DataError(f"Subset size must be an int count or a float fraction in (0, 1], got {n!r}.")
-    if isinstance(n, float):
+    if not isinstance(n, numbers.Integral):
         if not 0.0 < n <= 1.0:
             raise DataError(f"Subset fraction must be in (0, 1], got {n}; pass an int for a row count.")
         k = max(1, math.floor(n * len(ds) + 0.5))
     else:
         if n < 1:
             raise DataError(f"Subset size must be at least 1 row, got {n}.")
-        k = n
+        k = int(n)
     if k >= len(ds):
         return ds
-    if "label" not in ds.column_names:
+    # "labels" too, so tokenized splits (see tokenize_task) can be subset the same way
+    column = next((c for c in ("label", "labels") if c in ds.column_names), None)
+    if column is None:
         raise DataError(f"stratified_subset needs a 'label' column; the dataset has {ds.column_names}.")
-    feature = ds.features["label"]
+    feature = ds.features[column]
     is_float = isinstance(feature, Value) and feature.dtype.startswith("float")
-    labels = np.asarray(ds["label"], dtype=np.float64 if is_float else np.int64)
+    labels = np.asarray(ds[column], dtype=np.float64 if is_float else np.int64)
     return ds.select(_pick(labels, k, seed).tolist())
 
 
@@ -449,9 +454,8 @@ def _read_json_records(path: Path) -> pd.DataFrame:
                 records.append(json.loads(line))
             except json.JSONDecodeError as e:
                 raise DataError(
-                    f"{path} line {lineno} is not valid JSON ({e}). Write one JSON object per line (JSON "
-                    "Lines), "
-                    'e.g. {"text": "...", "label": "positive"}.'
+                    f"{path} line {lineno} is not valid JSON ({e}). Write one JSON object per line "
+                    '(JSON Lines), e.g. {"text": "...", "label": "positive"}.'
                 ) from e
     if not all(isinstance(r, dict) for r in records):
         raise DataError(f'{path} must hold JSON objects (one per line), e.g. {{"text": "...", "label": 1}}.')
@@ -507,8 +511,8 @@ def _read_user(path: Path) -> tuple[dict[str, pd.DataFrame], dict[str, list[str]
                     "Dataset.save_to_disk or DatasetDict.save_to_disk."
                 ) from e
             if isinstance(loaded, datasets.Dataset):
-                df, names = _dataset_frame(loaded)
-                return {"all": df}, names, "disk"
+                df, single_names = _dataset_frame(loaded)
+                return {"all": df}, single_names, "disk"
             splits = {_SPLIT_ALIASES[k]: v for k, v in loaded.items() if k in _SPLIT_ALIASES}
             if "train" not in splits:
                 if len(loaded) != 1:
@@ -517,8 +521,8 @@ def _read_user(path: Path) -> tuple[dict[str, pd.DataFrame], dict[str, list[str]
                         "the splits train/validation/test (or save a single Dataset to have it split for "
                         "you)."
                     )
-                df, names = _dataset_frame(next(iter(loaded.values())))
-                return {"all": df}, names, "disk"
+                df, single_names = _dataset_frame(next(iter(loaded.values())))
+                return {"all": df}, single_names, "disk"
             frames: dict[str, pd.DataFrame] = {}
             names: dict[str, list[str]] = {}
             for split, ds in splits.items():

@@ -150,6 +150,10 @@ def find_recipe(
         search_task = dataclasses.replace(
             task, train=stratified_subset(task.train, settings.search_fraction, train.seed)
         )
+    if settings.eval_samples:
+        search_task = dataclasses.replace(
+            search_task, validation=stratified_subset(task.validation, settings.eval_samples, train.seed)
+        )
     tokenized = tokenize_task(search_task, loaded.tokenizer, train.max_length)
     search_train = tokenized["train"]
     k = settings.prune_per_round or default_k(len(candidates))

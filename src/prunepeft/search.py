@@ -34,6 +34,7 @@ class SearchSettings:
     warmup_fraction: float = 0.1  # share of the search data the warm-up trains on
     warmup_turns: int = 3
     search_fraction: float = 1.0  # < 1: low-fidelity search on a stratified share of the training data
+    eval_samples: int = 512  # validation examples scored after each round (for the log; 0 = all)
     reinit_survivors: bool = False  # paper step 3: re-initialise the survivors after each removal
 
 

@@ -117,6 +117,7 @@ class ModelMap:
     layers_path: str
     roles: dict[str, tuple[str, ...]]
     num_layers: int
+    linears: tuple[str, ...] = ()  # every Linear found in a block, for error messages
 
 
 def find_blocks(model: nn.Module, layers_path: str | None = None) -> tuple[str, nn.ModuleList]:
@@ -184,7 +185,7 @@ def map_model(
             f"in the blocks at {path!r} these role targets are not Linear layers: {missing}. "
             f"Linear layers found in a block: {linears}. Set them with --target ROLE=NAME[+NAME]."
         )
-    return ModelMap(layers_path=path, roles=roles, num_layers=len(blocks))
+    return ModelMap(layers_path=path, roles=roles, num_layers=len(blocks), linears=tuple(linears))
 
 
 # Unit types of each search space: (kind, module, roles it wraps). Order = wrapping order on a shared
@@ -223,8 +224,10 @@ def build_space(model_map: ModelMap, settings: SpaceSettings) -> list[CandidateS
     usable = [u for u in units if all(r in model_map.roles for r in u[2])]
     if not usable:
         raise SpaceError(
-            f"no candidate of the {settings.space!r} space can be placed: roles found {model_map.roles}. "
-            "Set the missing roles with --target ROLE=NAME (roles: q, k, v, o, ffn_in, ffn_out)."
+            f"no candidate of the {settings.space!r} space can be placed in the blocks at "
+            f"{model_map.layers_path!r}: roles found {model_map.roles}, Linear layers in a block "
+            f"{list(model_map.linears)}. Set the missing roles with --target ROLE=NAME "
+            "(roles: q, k, v, o, ffn_in, ffn_out)."
         )
     specs = []
     for layer in range(model_map.num_layers):

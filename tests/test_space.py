@@ -1,0 +1,146 @@
+import pytest
+import torch
+from torch import nn
+from transformers import (
+    DebertaV2Config,
+    DebertaV2ForSequenceClassification,
+    DistilBertConfig,
+    DistilBertForSequenceClassification,
+    RobertaConfig,
+    RobertaForSequenceClassification,
+)
+
+from conftest import tiny_bert, tiny_llama
+from prunepeft.modules import LoraLinear, ParallelAdapter, SerialAdapter
+from prunepeft.search import drop_from_optimizer
+from prunepeft.space import (
+    SpaceError,
+    SpaceSettings,
+    attach,
+    attach_all,
+    build_space,
+    detach,
+    map_model,
+)
+
+SMALL = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64, vocab_size=100)
+
+
+def test_bert_map_and_paper_space():
+    model = tiny_bert(layers=4)
+    mm = map_model(model)
+    assert mm.layers_path == "bert.encoder.layer" and mm.num_layers == 4
+    specs = build_space(mm, SpaceSettings())
+    assert [s.name for s in specs[:2]] == ["L0.lora_qv", "L0.serial_ffn"]
+    assert specs[0].targets == (
+        "bert.encoder.layer.0.attention.self.query",
+        "bert.encoder.layer.0.attention.self.value",
+    )
+    assert specs[1].targets == ("bert.encoder.layer.0.output.dense",)
+    assert len(specs) == 8
+
+
+@pytest.mark.parametrize(
+    "model,layers_path,q",
+    [
+        (
+            RobertaForSequenceClassification(RobertaConfig(**SMALL)),
+            "roberta.encoder.layer",
+            "attention.self.query",
+        ),
+        (
+            DebertaV2ForSequenceClassification(DebertaV2Config(**SMALL)),
+            "deberta.encoder.layer",
+            "attention.self.query_proj",
+        ),
+        (tiny_llama(), "model.layers", "self_attn.q_proj"),
+    ],
+)
+def test_known_families(model, layers_path, q):
+    mm = map_model(model)
+    assert mm.layers_path == layers_path
+    assert mm.roles["q"] == (q,)
+    specs = build_space(mm, SpaceSettings(space="extended"))
+    assert len(specs) == 9 * mm.num_layers
+    cands = attach_all(model, specs)  # every target exists and is wrappable
+    assert all(c.n_params > 0 for c in cands)
+
+
+def test_llama_ffn_in_is_gate_and_up():
+    mm = map_model(tiny_llama())
+    assert mm.roles["ffn_in"] == ("mlp.gate_proj", "mlp.up_proj")
+
+
+def test_unknown_architecture_is_discovered_by_names():
+    cfg = DistilBertConfig(vocab_size=100, dim=32, n_layers=2, n_heads=4, hidden_dim=64)
+    mm = map_model(DistilBertForSequenceClassification(cfg))
+    assert mm.layers_path == "distilbert.transformer.layer"
+    assert mm.roles == {
+        "q": ("attention.q_lin",), "k": ("attention.k_lin",), "v": ("attention.v_lin",),
+        "o": ("attention.out_lin",), "ffn_in": ("ffn.lin1",), "ffn_out": ("ffn.lin2",),
+    }  # fmt: skip
+
+
+class Blockless(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Linear(4, 4)
+        self.b = nn.Conv1d(4, 4, 1)
+
+
+class OddBlock(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.mix = nn.Linear(4, 4)
+
+
+def test_nothing_found_lists_what_was_found():
+    with pytest.raises(SpaceError, match="--layers-path"):
+        map_model(Blockless())
+    odd = nn.Module()
+    odd.blocks = nn.ModuleList([OddBlock(), OddBlock()])
+    mm = map_model(odd)
+    with pytest.raises(SpaceError, match=r"\['mix'\].*--target"):
+        build_space(mm, SpaceSettings())
+    mm = map_model(odd, role_overrides={"q": ("mix",), "v": ("mix",), "ffn_out": ("mix",)})
+    assert len(build_space(mm, SpaceSettings())) == 4
+    with pytest.raises(SpaceError, match="not Linear"):
+        map_model(odd, role_overrides={"q": ("nope",)})
+
+
+def test_attach_detach_restores_model_exactly():
+    model = tiny_bert(layers=2)
+    before = {n: p.clone() for n, p in model.state_dict().items()}
+    originals = {n: m for n, m in model.named_modules() if isinstance(m, nn.Linear)}
+    x = torch.randint(0, 100, (2, 7))
+    model.eval()
+    ref = model(input_ids=x).logits
+    specs = build_space(map_model(model), SpaceSettings(space="extended"))
+    cands = attach_all(model, specs)
+    ffn_out = model.get_submodule("bert.encoder.layer.0.output.dense")
+    assert isinstance(ffn_out, SerialAdapter) and isinstance(ffn_out.base, ParallelAdapter)
+    assert isinstance(ffn_out.base.base, LoraLinear)
+    torch.testing.assert_close(model(input_ids=x).logits, ref)  # every candidate starts as identity
+    # remove from the middle of a chain first, then the rest
+    by_name = {c.spec.name: c for c in cands}
+    detach(model, by_name.pop("L0.parallel_ffn"))
+    assert model.get_submodule("bert.encoder.layer.0.output.dense").base.__class__ is LoraLinear
+    for cand in by_name.values():
+        detach(model, cand)
+    assert {n: m for n, m in model.named_modules() if isinstance(m, nn.Linear)} == originals
+    assert set(model.state_dict()) == set(before)
+
+
+def test_removed_parameters_leave_the_optimizer():
+    model = tiny_bert(layers=2)
+    cand = attach(model, build_space(map_model(model), SpaceSettings())[0])
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad])
+    model(input_ids=torch.randint(0, 100, (2, 5))).logits.sum().backward()
+    opt.step()
+    params = cand.parameters()
+    assert all(p in opt.state for p in params)
+    detach(model, cand)
+    drop_from_optimizer(opt, params)
+    kept = {id(p) for g in opt.param_groups for p in g["params"]}
+    assert not any(id(p) in kept or p in opt.state for p in params)
+    assert not any(id(p) in {id(q) for q in model.parameters()} for p in params)
