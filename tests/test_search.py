@@ -1,0 +1,180 @@
+"""End-to-end searches on tiny random models (built from config) with a small synthetic CSV task."""
+
+import json
+import random
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import prunepeft
+from prunepeft.cli import main
+from prunepeft.criteria import CRITERIA
+from prunepeft.data import load_task, tokenize_task
+from prunepeft.export import WEIGHTS, save_weights
+from prunepeft.models import freeze_for_peft, load_model
+from prunepeft.recipe import Recipe
+from prunepeft.search import BudgetError, parse_budget
+from prunepeft.space import SpaceSettings, attach_all, build_space, map_model
+
+GOOD = "good great fine lovely superb fun moving".split()
+BAD = "bad awful dull boring weak poor messy".split()
+
+
+@pytest.fixture(scope="module")
+def csv_task(tmp_path_factory) -> str:
+    rng = random.Random(0)
+    rows = ["text,label"]
+    for i in range(240):
+        label = i % 2
+        words = rng.choices(GOOD if label else BAD, k=4) + rng.choices(GOOD + BAD, k=2)
+        rng.shuffle(words)
+        rows.append(f"{' '.join(words)} film {i},{label}")
+    path = tmp_path_factory.mktemp("data") / "toy.csv"
+    path.write_text("\n".join(rows) + "\n")
+    return str(path)
+
+
+def _search(model_dir, task, out, *extra):
+    args = [
+        "search", "--model", model_dir, "--task", task, "--output-dir", str(out), "--epochs", "1",
+        "--batch-size", "16", "--max-length", "16", "--lora-rank", "4", "--bottleneck-size", "8",
+        "--round-epochs", "0.5", "--no-progress", *extra,
+    ]  # fmt: skip
+    assert main(args) == 0
+    return json.loads((out / "results.json").read_text())
+
+
+def _log(out):
+    return [json.loads(line) for line in (out / "search_log.jsonl").read_text().splitlines()]
+
+
+def test_search_on_tiny_bert_end_to_end(tiny_bert_dir, csv_task, tmp_path):
+    out = tmp_path / "run"
+    results = _search(tiny_bert_dir, csv_task, out, "--budget", "2000")
+    recipe = Recipe.load(str(out))
+    start, *rest = _log(out)
+    assert start["phase"] == "start" and start["budget_params"] == 2000
+    assert [r["phase"] for r in rest[:4]] == ["warmup"] * 3 + ["assignment"]
+    rounds = [r for r in rest if r["phase"] == "round"]
+    assert rounds and rounds[-1]["peft_params"] == recipe.peft_params <= 2000
+    # never removes more than the budget needs: putting the last removal back breaks the budget
+    last = rounds[-1]["removed"][-1]
+    assert recipe.peft_params + start["candidates"][last] > 2000
+    alive = set(start["candidates"])
+    for r in rounds:  # every survivor is scored under every criterion, each round
+        assert set(r["scores"]) == alive
+        assert all(set(s) == set(CRITERIA) for s in r["scores"].values())
+        assert set(r["theta"]) == set(r["p"]) == alive
+        assert r["val_metric"] is not None and r["wall_s"] >= 0
+        alive -= set(r["removed"])
+    assert alive == {c.name for c in recipe.candidates}
+    assert set(recipe.removed) == set(start["candidates"]) - alive
+    # results
+    assert results["params"]["peft"] == recipe.peft_params
+    assert results["params"]["head"] == recipe.head_params > 0
+    assert 0 <= results["test"]["test_accuracy"] <= 1
+    assert results["time_s"]["search_to_train_ratio"] > 0
+    assert "torch" in results["versions"]
+    # the saved model: only survivors + head are trained; load() rebuilds it and reproduces the test metric
+    saved = load_file(str(out / WEIGHTS))
+    assert sum(t.numel() for t in saved.values()) == recipe.peft_params + recipe.head_params
+    model = prunepeft.load(tiny_bert_dir, str(out))
+    task = load_task(csv_task)
+    loaded = load_model(tiny_bert_dir, 2)
+    test = tokenize_task(task, loaded.tokenizer, 16)["test"]
+    correct = 0
+    with torch.no_grad():
+        for row in test:
+            ids = torch.tensor([row["input_ids"]])
+            correct += int(model(input_ids=ids).logits.argmax(-1).item() == row["labels"])
+    assert correct / len(test) == pytest.approx(results["test"]["test_accuracy"])
+
+
+def test_search_on_tiny_llama(tiny_llama_dir, csv_task, tmp_path):
+    out = tmp_path / "llama"
+    results = _search(tiny_llama_dir, csv_task, out, "--budget", "1500")
+    recipe = Recipe.load(str(out))
+    assert recipe.layers_path == "model.layers"
+    assert recipe.peft_params <= 1500 and results["params"]["peft"] == recipe.peft_params
+    assert all(t.startswith("model.layers.") for c in recipe.candidates for t in c.targets)
+
+
+@pytest.mark.parametrize(
+    "flags",
+    [["--criterion", "sensitivity"], ["--criterion", "random"], ["--no-blocks"], ["--low-fidelity", "0.5"],
+     ["--space", "extended", "--reinit-survivors"]],
+)  # fmt: skip
+def test_search_settings(tiny_bert_dir, csv_task, tmp_path, flags):
+    out = tmp_path / "run"
+    results = _search(tiny_bert_dir, csv_task, out, "--budget", "1%", *flags)
+    recipe = Recipe.load(str(out))
+    assert recipe.peft_params <= recipe.budget_params == int(0.01 * recipe.base_params)
+    phases = [r["phase"] for r in _log(out)]
+    assert ("warmup" in phases) == ("--criterion" not in flags)
+    assert results["test"]["test_accuracy"] >= 0
+
+
+def test_train_recipe_retrains_the_found_configuration(tiny_bert_dir, csv_task, tmp_path):
+    first = tmp_path / "search"
+    _search(tiny_bert_dir, csv_task, first, "--budget", "2000")
+    second = tmp_path / "again"
+    args = ["train", "--recipe", str(first / "recipe.json"), "--model", tiny_bert_dir, "--task", csv_task,
+            "--output-dir", str(second), "--epochs", "1", "--max-length", "16", "--no-progress"]  # fmt: skip
+    assert main(args) == 0
+    assert Recipe.load(str(second)).candidates == Recipe.load(str(first)).candidates
+    assert json.loads((second / "results.json").read_text())["params"]["peft"] > 0
+
+
+def test_save_and_load_give_identical_logits(tiny_bert_dir, tmp_path):
+    loaded = load_model(tiny_bert_dir, 2)
+    model = loaded.model
+    freeze_for_peft(model, loaded.head_names)
+    mm = map_model(model)
+    specs = build_space(mm, SpaceSettings(space="extended", lora_rank=2, bottleneck_size=4))[::3]
+    attach_all(model, specs)
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.requires_grad:
+                p.normal_()
+    recipe = Recipe(
+        model=tiny_bert_dir, task="x", num_labels=2, layers_path=mm.layers_path, num_layers=mm.num_layers,
+        candidates=specs, peft_params=0, budget_params=0, base_params=0, head_params=0,
+    )  # fmt: skip
+    recipe.save(str(tmp_path / "recipe.json"))
+    save_weights(model, str(tmp_path))
+    again = prunepeft.load(None, str(tmp_path))
+    ids = torch.randint(0, 1000, (3, 9))
+    model.eval()
+    torch.testing.assert_close(again(input_ids=ids).logits, model(input_ids=ids).logits)
+
+
+@pytest.mark.parametrize(
+    "text,expected", [("0.01", 1000), ("1%", 1000), ("2.5%", 2500), ("5000", 5000), ("1e-3", 100)]
+)
+def test_parse_budget(text, expected):
+    assert parse_budget(text, 100_000) == expected
+
+
+@pytest.mark.parametrize("text", ["0", "-1", "abc", "12.5", ""])
+def test_bad_budget_is_refused(text):
+    with pytest.raises(BudgetError, match="budget"):
+        parse_budget(text, 100_000)
+
+
+def test_budget_below_smallest_candidate_is_refused(tiny_bert_dir, csv_task, tmp_path, capsys):
+    args = ["search", "--model", tiny_bert_dir, "--task", csv_task, "--output-dir", str(tmp_path / "x"),
+            "--budget", "10", "--no-progress"]  # fmt: skip
+    assert main(args) == 2
+    assert "below the smallest candidate" in capsys.readouterr().err
+
+
+def test_existing_output_is_not_overwritten(tiny_bert_dir, csv_task, tmp_path, capsys):
+    out = tmp_path / "taken"
+    out.mkdir()
+    (out / "results.json").write_text("{}")
+    args = ["search", "--model", tiny_bert_dir, "--task", csv_task, "--output-dir", str(out), "--no-progress"]
+    assert main(args) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert (out / "results.json").read_text() == "{}"
