@@ -21,9 +21,7 @@ def test_weight_zeros_threshold_by_hand():
 
 
 def test_statistics_criteria_by_hand():
-    stats = UnitStats(
-        activation_sum=3.0, activation_calls=4, grad_abs_sum=10.0, sensitivity_sum=6.0, grad_steps=2
-    )
+    stats = UnitStats(activation_sum=3.0, activation_calls=4, grad_abs_sum=10.0, sensitivity_sum=6.0, grad_steps=2)
     assert criteria.activation(stats) == 0.75
     assert criteria.gradient(stats, n_params=5) == 1.0  # 10 / 2 steps / 5 elements
     assert criteria.sensitivity(stats, n_params=5) == 0.6

@@ -168,9 +168,7 @@ def _glue_dict(task: str) -> DatasetDict:
         return Dataset.from_dict(rows, features=Features(feats))
 
     evals = [spec.eval_split] + (["validation_mismatched"] if task == "mnli" else [])
-    return DatasetDict(
-        {"train": part("train", 60), **{s: part(s, 20) for s in evals}, "test": part("test", 20)}
-    )
+    return DatasetDict({"train": part("train", 60), **{s: part(s, 20) for s in evals}, "test": part("test", 20)})
 
 
 @pytest.fixture(scope="module")
@@ -222,9 +220,7 @@ def test_glue_mnli_uses_validation_matched(glue_dir: Path) -> None:
     assert set(task.validation["label"]) == {0, 1, 2}
     assert "validation_matched" in task.split_note
     logits = np.eye(3)[[0, 1, 2, 0]]
-    assert metric_fn(task)(EvalPrediction(predictions=logits, label_ids=np.array([0, 1, 2, 2]))) == {
-        "accuracy": 0.75
-    }
+    assert metric_fn(task)(EvalPrediction(predictions=logits, label_ids=np.array([0, 1, 2, 2]))) == {"accuracy": 0.75}
 
 
 def test_glue_validation_capped(glue_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -520,9 +516,9 @@ def test_metric_accuracy_f1_matthews() -> None:
     cola = metric_fn(tiny_task("cola", 2))(pred)
     assert cola["matthews_correlation"] == pytest.approx(2 / np.sqrt(12))  # (2*1-0)/sqrt(2*3*1*2)
     # extra model outputs after the logits are ignored
-    assert metric_fn(tiny_task("sst2", 2))(
-        EvalPrediction(predictions=(LOGITS, LOGITS), label_ids=LABELS)
-    ) == {"accuracy": 0.75}
+    assert metric_fn(tiny_task("sst2", 2))(EvalPrediction(predictions=(LOGITS, LOGITS), label_ids=LABELS)) == {
+        "accuracy": 0.75
+    }
 
 
 def test_metric_regression() -> None:

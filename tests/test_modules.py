@@ -23,9 +23,7 @@ def test_lora_equals_peft_lora(rank, alpha):
     x = torch.randn(3, 5, 16)
     ours = LoraLinear(toy.q, rank=rank, alpha=alpha)
     nn.init.normal_(ours.lora_B.weight)  # B is zero at init: make the update visible
-    ref = get_peft_model(
-        Toy().requires_grad_(False), LoraConfig(r=rank, lora_alpha=alpha, target_modules=["q"])
-    )
+    ref = get_peft_model(Toy().requires_grad_(False), LoraConfig(r=rank, lora_alpha=alpha, target_modules=["q"]))
     ref.base_model.model.q.base_layer.load_state_dict(toy.q.state_dict())
     ref.base_model.model.v.load_state_dict(toy.v.state_dict())
     ref.base_model.model.q.lora_A["default"].weight.data.copy_(ours.lora_A.weight)

@@ -8,6 +8,8 @@ by ``on_step_end`` the Trainer has zeroed them).
 
 from __future__ import annotations
 
+import math
+import os
 from collections.abc import Callable
 
 import torch
@@ -94,12 +96,15 @@ class PrunePEFTCallback(TrainerCallback):
     With ``evaluate=True`` the Trainer evaluates on its eval set first and the metrics reach the round.
     """
 
-    def __init__(self, rounds, round_steps: int, evaluate: bool = True):
+    def __init__(
+        self, rounds, round_steps: int, evaluate: bool = True, save_state: Callable[[str], None] | None = None
+    ):
         if round_steps < 1:
             raise ValueError("round_steps must be at least 1")
         self.rounds = rounds
         self.round_steps = round_steps
         self.evaluate = evaluate
+        self.save_state = save_state  # writes the search state into each Trainer checkpoint folder
         self._pending = False
 
     def on_pre_optimizer_step(self, args, state, control, **kwargs):
@@ -114,6 +119,10 @@ class PrunePEFTCallback(TrainerCallback):
             return control
         return self._finish(state, control, {}, kwargs.get("optimizer"))
 
+    def on_save(self, args, state, control, **kwargs):
+        if self.save_state is not None:
+            self.save_state(os.path.join(args.output_dir, f"checkpoint-{state.global_step}"))
+
     def on_evaluate(self, args, state, control, metrics=None, **kwargs):
         if not self._pending:
             return control
@@ -124,3 +133,20 @@ class PrunePEFTCallback(TrainerCallback):
         if self.rounds.end_round(state.global_step, metrics, optimizer):
             control.should_training_stop = True
         return control
+
+
+class NonFiniteLossError(RuntimeError):
+    """Training diverged."""
+
+
+class FiniteLossCallback(TrainerCallback):
+    """Stops the run with a clear message when the logged training loss is NaN or infinite."""
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            raise NonFiniteLossError(
+                f"the training loss became {loss} at step {state.global_step}. Lower --learning-rate (now "
+                f"{args.learning_rate:g}) or check the data; finished rounds are kept and `--resume` continues "
+                "from the last good checkpoint."
+            )

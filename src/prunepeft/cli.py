@@ -27,17 +27,14 @@ def _common(p: argparse.ArgumentParser) -> None:
     g.add_argument("--text-pair-column")
     g.add_argument("--label-column")
     g.add_argument("--max-train-samples", type=int, help="a stratified subset of the training data")
-    g.add_argument(
-        "--trust-remote-code", action="store_true", help="allow the model's own code (off by default)"
-    )
-    g.add_argument(
-        "--layers-path", help="dotted path of the list of transformer blocks, if not found automatically"
-    )
+    g.add_argument("--trust-remote-code", action="store_true", help="allow the model's own code (off by default)")
+    g.add_argument("--layers-path", help="dotted path of the list of transformer blocks, if not found automatically")
     g.add_argument(
         "--target", action="append", default=[], metavar="ROLE=NAME[+NAME]",
         help=f"name the Linear inside a block for a role ({', '.join(ROLES)}), e.g. q=attn.q_proj",
     )  # fmt: skip
     t = p.add_argument_group("training")
+    t.add_argument("--config", help="a YAML file of settings (flag names as keys); flags given here win")
     t.add_argument("--output-dir", default=None, help=f"where results go (default {DEFAULT_OUTPUT})")
     t.add_argument("--overwrite", action="store_true", help="replace an existing run in --output-dir")
     t.add_argument("--seed", type=int, default=0)
@@ -70,11 +67,10 @@ def build_parser() -> argparse.ArgumentParser:
     _common(s)
     _space_flags(s)
     g = s.add_argument_group("search")
+    g.add_argument("--resume", metavar="DIR", help="continue the interrupted search in DIR with its own settings")
     g.add_argument("--budget", default="0.01", help="fraction of the base model ('0.01', '1%%') or a count")
     g.add_argument("--criterion", choices=METHODS, default="hybrid")
-    g.add_argument(
-        "--no-blocks", action="store_true", help="hybrid without depth blocks (partitions by kind)"
-    )
+    g.add_argument("--no-blocks", action="store_true", help="hybrid without depth blocks (partitions by kind)")
     g.add_argument("--prune-per-round", type=int, default=0, help="k; default ceil(candidates / 8)")
     g.add_argument("--round-epochs", type=float, default=0.15, help="training per round, in epochs")
     g.add_argument("--warmup-fraction", type=float, default=0.1)
@@ -84,9 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="search on a stratified FRACTION of the training data (default 0.1)",
     )  # fmt: skip
     g.add_argument("--search-eval-samples", type=int, default=512, help="validation rows per round (0: all)")
-    g.add_argument(
-        "--reinit-survivors", action="store_true", help="re-initialise survivors after each removal"
-    )
+    g.add_argument("--reinit-survivors", action="store_true", help="re-initialise survivors after each removal")
 
     t = sub.add_parser("train", help="train a saved recipe, or a plain peft LoRA baseline")
     _common(t)
@@ -105,9 +99,9 @@ def _targets(items: list[str]) -> dict[str, list[str]]:
     for item in items:
         role, sep, names = item.partition("=")
         if not sep or role not in ROLES or not names:
-            raise SystemExit(
-                f"prunepeft: error: --target {item!r}: write ROLE=NAME[+NAME] with ROLE in {ROLES}"
-            )
+            from prunepeft.config import ConfigError
+
+            raise ConfigError(f"--target {item!r}: write ROLE=NAME[+NAME] with ROLE one of {', '.join(ROLES)}.")
         out[role] = names.split("+")
     return out
 
@@ -153,9 +147,19 @@ def run(args) -> dict | None:
 
         print(json.dumps(jobs.environment(), indent=2))
         return None
+    if args.command == "search" and args.resume:
+        from prunepeft.search_job import resume
+
+        if args.overwrite:
+            raise jobs.RunError("--resume continues a run and --overwrite replaces it: give one of them.")
+        results = resume(args.resume)
+        print_summary(results, args.resume)
+        return results
     opts = _options(args)
     train = _train_settings(args)
     if args.command == "search":
+        from prunepeft.search_job import search
+
         space = SpaceSettings(
             space=args.space,
             lora_rank=args.lora_rank,
@@ -176,15 +180,21 @@ def run(args) -> dict | None:
             reinit_survivors=args.reinit_survivors,
             eval_samples=args.search_eval_samples,
         )
-        results = jobs.search(opts, space, settings, train)
+        results = search(opts, space, settings, train)
     elif args.method == "lora":
+        if args.recipe:
+            raise jobs.RunError(
+                "--recipe trains a found configuration and --method lora a plain LoRA: give one of them."
+            )
         targets = [t.strip() for t in args.lora_targets.split(",") if t.strip()]
         results = jobs.train_lora(opts, train, args.lora_rank, args.lora_alpha, targets)
     else:
         from prunepeft.recipe import Recipe
 
         if not args.recipe:
-            raise SystemExit("prunepeft: error: `train` needs --recipe PATH (or --method lora)")
+            raise jobs.RunError(
+                "`prunepeft train` needs --recipe PATH (the recipe.json of a search), or --method lora."
+            )
         results = jobs.train_recipe(opts, Recipe.load(args.recipe), train)
     print_summary(results, opts.output_dir)
     return results
@@ -212,17 +222,31 @@ def print_summary(results: dict, output_dir: str) -> None:
     print(f"  written to {output_dir}/")
 
 
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
+    """Flags, over the settings of ``--config FILE`` where one is given."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "config", None):
+        from prunepeft.config import settings_from_yaml
+
+        sub = parser._subparsers._group_actions[0].choices[args.command]
+        sub.set_defaults(**settings_from_yaml(args.config, sub))
+        args = parser.parse_args(argv)
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    if not getattr(args, "debug", False):
-        logging.getLogger("transformers").setLevel(logging.ERROR)
     from prunepeft.errors import USER_ERRORS
 
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    args = None
     try:
+        args = parse(argv)
+        if not getattr(args, "debug", False):
+            logging.getLogger("transformers").setLevel(logging.ERROR)
         run(args)
     except USER_ERRORS as err:
-        if getattr(args, "debug", False):
+        if args is not None and getattr(args, "debug", False):
             raise
         print(f"prunepeft: error: {err}", file=sys.stderr)
         return 2

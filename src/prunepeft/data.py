@@ -442,9 +442,7 @@ def _read_json_records(path: Path) -> pd.DataFrame:
         try:
             records = json.loads(raw)
         except json.JSONDecodeError as e:
-            raise DataError(
-                f"{path} is not valid JSON ({e}). Write one JSON object per line (JSON Lines)."
-            ) from e
+            raise DataError(f"{path} is not valid JSON ({e}). Write one JSON object per line (JSON Lines).") from e
     else:
         records = []
         for lineno, line in enumerate(raw.splitlines(), start=1):
@@ -471,9 +469,7 @@ def _read_table(path: Path) -> pd.DataFrame:
     if suffix in (".csv", ".tsv"):
         try:
             # only empty cells are missing: a label literally called "NA" or "None" stays a label
-            df = pd.read_csv(
-                path, sep="\t" if suffix == ".tsv" else ",", keep_default_na=False, na_values=[""]
-            )
+            df = pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",", keep_default_na=False, na_values=[""])
         except pd.errors.EmptyDataError as e:
             raise DataError(f"Data file {path} is empty. Provide a header row and labelled rows.") from e
         except (pd.errors.ParserError, UnicodeDecodeError) as e:
@@ -698,9 +694,7 @@ def _load_user(
         )
     for split_name, df in zip(("train", "validation", "test"), splits, strict=True):
         if len(df) == 0:
-            raise DataError(
-                f"The {split_name} split of {path} has no usable rows; add labelled rows with text."
-            )
+            raise DataError(f"The {split_name} split of {path} has no usable rows; add labelled rows with text.")
 
     num_labels = 1 if label_names is None else len(label_names)
     kind_note = how if label_names is None else f"{num_labels}-class classification ({how})"
@@ -715,11 +709,7 @@ def _load_user(
 
 
 def _looks_like_path(task: str) -> bool:
-    return (
-        task.lower().endswith(_FILE_SUFFIXES)
-        or any(s in task for s in ("/", "\\"))
-        or task.startswith(("~", "."))
-    )
+    return task.lower().endswith(_FILE_SUFFIXES) or any(s in task for s in ("/", "\\")) or task.startswith(("~", "."))
 
 
 def load_task(
@@ -771,9 +761,7 @@ def tokenize_task(task: TaskData, tokenizer: Any, max_length: int) -> dict[str, 
     pair = task.has_pair
 
     def encode(batch: dict[str, list[Any]]) -> Any:
-        return tokenizer(
-            batch["text"], batch["text_pair"] if pair else None, truncation=True, max_length=max_length
-        )
+        return tokenizer(batch["text"], batch["text_pair"] if pair else None, truncation=True, max_length=max_length)
 
     out: dict[str, datasets.Dataset] = {}
     for split in ("train", "validation", "test"):

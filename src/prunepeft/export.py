@@ -39,9 +39,7 @@ def load(base_model: str | None, run_dir: str, *, trust_remote_code: bool = Fals
     attach_all(model, recipe.candidates)
     path = os.path.join(run_dir, WEIGHTS)
     if not os.path.isfile(path):
-        raise FileNotFoundError(
-            f"no {WEIGHTS} in {run_dir}; the run may not have finished its final training."
-        )
+        raise FileNotFoundError(f"no {WEIGHTS} in {run_dir}; the run may not have finished its final training.")
     state = load_file(path)
     result = model.load_state_dict(state, strict=False)
     if result.unexpected_keys:

@@ -101,9 +101,7 @@ def combined_scores(
 ) -> tuple[dict[str, float], dict[str, float]]:
     """(Θ, p) per candidate: the partition score and the eq. 1 probability of being pruned."""
     ranks = oriented_ranks(scores)
-    theta = {
-        m: sum(ranks[c][m] for c in assignment[partition[m]]) / len(assignment[partition[m]]) for m in scores
-    }
+    theta = {m: sum(ranks[c][m] for c in assignment[partition[m]]) / len(assignment[partition[m]]) for m in scores}
     order = normalised_ranks(theta)
     k = {m: 1 / (1 + math.exp(-(2 * order[m] - 1))) for m in scores}
     top = max(k[m] * theta[m] for m in scores)

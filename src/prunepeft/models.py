@@ -94,8 +94,6 @@ def freeze_for_peft(model: nn.Module, head_names: tuple[str, ...]) -> None:
 
 def count_params(model: nn.Module, head_names: tuple[str, ...]) -> tuple[int, int]:
     """(parameters of the base model without the head, parameters of the head)."""
-    head = sum(
-        p.numel() for n, p in model.named_parameters() if any(n.startswith(h + ".") for h in head_names)
-    )
+    head = sum(p.numel() for n, p in model.named_parameters() if any(n.startswith(h + ".") for h in head_names))
     total = sum(p.numel() for p in model.parameters())
     return total - head, head

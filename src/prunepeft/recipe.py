@@ -65,9 +65,7 @@ class Recipe:
         if not isinstance(data, dict) or data.get("format") != FORMAT:
             raise RecipeError("not a prunepeft recipe (the 'format' field is missing or different).")
         if data.get("version") != VERSION:
-            raise RecipeError(
-                f"recipe version {data.get('version')!r}; this prunepeft reads version {VERSION}."
-            )
+            raise RecipeError(f"recipe version {data.get('version')!r}; this prunepeft reads version {VERSION}.")
         try:
             specs = [CandidateSpec.from_dict(s) for s in data["candidates"]]
             return cls(

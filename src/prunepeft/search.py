@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from torch import nn
 
 from prunepeft import hybrid
-from prunepeft.callback import StatsRecorder
+from prunepeft.callback import NonFiniteLossError, StatsRecorder
+from prunepeft.config import require
 from prunepeft.criteria import CRITERIA, UnitStats, evaluate_all
 from prunepeft.space import Candidate, detach
 
@@ -36,6 +37,20 @@ class SearchSettings:
     search_fraction: float = 1.0  # < 1: low-fidelity search on a stratified share of the training data
     eval_samples: int = 512  # validation examples scored after each round (for the log; 0 = all)
     reinit_survivors: bool = False  # paper step 3: re-initialise the survivors after each removal
+
+    def __post_init__(self):
+        require(self.criterion in METHODS, f"--criterion {self.criterion!r}: choose from {', '.join(METHODS)}.")
+        require(
+            self.prune_per_round >= 0, f"--prune-per-round must be 0 (automatic) or more, got {self.prune_per_round}."
+        )
+        require(self.round_epochs > 0, f"--round-epochs must be positive, got {self.round_epochs}.")
+        require(0 < self.warmup_fraction <= 1, f"--warmup-fraction must be in (0, 1], got {self.warmup_fraction}.")
+        require(self.warmup_turns >= 1, f"--warmup-turns must be at least 1, got {self.warmup_turns}.")
+        require(
+            0 < self.search_fraction <= 1,
+            f"--low-fidelity takes a fraction of the training data in (0, 1], got {self.search_fraction}.",
+        )
+        require(self.eval_samples >= 0, f"--search-eval-samples must be 0 (all) or more, got {self.eval_samples}.")
 
 
 class BudgetError(ValueError):
@@ -164,9 +179,28 @@ class Pruner:
         total = sum(theta.values()) or 1.0
         return theta, {m: t / total for m, t in theta.items()}
 
+    def state(self) -> dict:
+        """What a resumed search needs beyond the Trainer's checkpoint (JSON-ready)."""
+        version, internal, gauss = self.rng.getstate()
+        return {"round": self.round, "removed": dict(self.removed), "rng": [version, list(internal), gauss]}
+
+    def restore(self, state: dict) -> None:
+        """Replay a checkpointed state: remove the same candidates, continue the same random stream."""
+        for name, round_ in sorted(state["removed"].items(), key=lambda item: (item[1], item[0])):
+            self.round = round_
+            self._remove(name, None)
+        self.round = state["round"]
+        version, internal, gauss = state["rng"]
+        self.rng.setstate((version, tuple(internal), gauss))
+
     def end_round(self, step: int, metrics: dict, optimizer) -> bool:
         self.round += 1
         scores = raw_scores(self.alive, self.recorder.take())
+        if not all(math.isfinite(v) for s in scores.values() for v in s.values()):
+            raise NonFiniteLossError(
+                f"round {self.round}: the candidates' statistics are NaN or infinite (training diverged). Lower "
+                "--learning-rate; finished rounds are kept and `--resume` continues from the last good one."
+            )
         theta, prob = self.rank(scores)
         params_before = self.peft_params
         removed = []

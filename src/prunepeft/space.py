@@ -142,8 +142,9 @@ def find_blocks(model: nn.Module, layers_path: str | None = None) -> tuple[str, 
             best = (name, module)
     if best is None:
         raise SpaceError(
-            "found no repeated transformer blocks (a ModuleList of identical blocks holding Linear layers) "
-            f"in {type(model).__name__}. Name the list of blocks with --layers-path, e.g. 'model.layers'."
+            "found no repeated transformer blocks (a ModuleList of identical blocks holding nn.Linear layers) "
+            f"in {type(model).__name__}; projections of other types (such as GPT-2's Conv1D) are not supported. "
+            "If the blocks hold Linear layers, name their list with --layers-path, e.g. 'model.layers'."
         )
     return best
 
@@ -214,6 +215,16 @@ class SpaceSettings:
     lora_dropout: float = 0.0
     bottleneck_size: int = 64  # a width of 64 gives a serial adapter the size of a rank-32 q+v LoRA unit
     adapter_activation: str = "relu"
+
+    def __post_init__(self):
+        if self.space not in SPACES:
+            raise SpaceError(f"unknown search space {self.space!r}; choose from {sorted(SPACES)}")
+        if self.lora_rank < 1 or self.bottleneck_size < 1:
+            raise SpaceError(
+                f"--lora-rank and --bottleneck-size must be at least 1 (got {self.lora_rank}, {self.bottleneck_size})."
+            )
+        if not 0 <= self.lora_dropout < 1:
+            raise SpaceError(f"--lora-dropout must be in [0, 1), got {self.lora_dropout}.")
 
 
 def build_space(model_map: ModelMap, settings: SpaceSettings) -> list[CandidateSpec]:
@@ -288,9 +299,7 @@ def detach(model: nn.Module, candidate: Candidate) -> None:
                 break
             holder, current = current, current.base
         else:
-            raise SpaceError(
-                f"candidate {candidate.spec.name} is not attached at {target} (held by {holder})"
-            )
+            raise SpaceError(f"candidate {candidate.spec.name} is not attached at {target} (held by {holder})")
 
 
 def attach_all(model: nn.Module, specs: list[CandidateSpec]) -> list[Candidate]:

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import math
+import os
+import signal
 import time
 from dataclasses import dataclass
 
 import torch
 from transformers import DataCollatorWithPadding, Trainer, TrainerCallback, TrainingArguments
 
+from prunepeft.callback import FiniteLossCallback
+from prunepeft.config import require
 from prunepeft.data import TaskData, metric_fn
 
 
@@ -23,6 +27,13 @@ class TrainSettings:
     seed: int = 0
     report_to: str = "none"
     progress: bool = True
+
+    def __post_init__(self):
+        require(self.epochs > 0, f"--epochs must be positive, got {self.epochs}.")
+        require(self.learning_rate > 0, f"--learning-rate must be positive, got {self.learning_rate}.")
+        require(self.batch_size >= 1, f"--batch-size must be at least 1, got {self.batch_size}.")
+        require(self.max_length >= 2, f"--max-length must be at least 2 tokens, got {self.max_length}.")
+        require(0 <= self.warmup < 1, f"--warmup is a fraction of the steps in [0, 1), got {self.warmup}.")
 
 
 def steps_per_epoch(n_examples: int, batch_size: int) -> int:
@@ -41,9 +52,12 @@ def make_trainer(
     max_steps: int = -1,
     schedule: str = "linear",
     eval_each_epoch: bool = False,
+    save_steps: int = 0,
+    save_each_epoch: bool = False,
     callbacks: list[TrainerCallback] | None = None,
 ) -> Trainer:
-    """A Trainer that saves no checkpoints of its own (we save what we need) and evaluates on demand."""
+    """A Trainer for our runs; it checkpoints (for ``--resume``) every ``save_steps`` steps or each epoch."""
+    save_strategy = "steps" if save_steps else "epoch" if save_each_epoch else "no"
     args = TrainingArguments(
         output_dir=output_dir,
         num_train_epochs=settings.epochs,
@@ -57,9 +71,12 @@ def make_trainer(
         seed=settings.seed,
         data_seed=settings.seed,
         eval_strategy="epoch" if eval_each_epoch else "no",
-        save_strategy="no",
+        save_strategy=save_strategy,
+        save_steps=save_steps or 500,
+        save_total_limit=2,  # the newest complete checkpoint survives a kill during the next save
         logging_strategy="steps",
         logging_steps=50,
+        logging_nan_inf_filter=False,  # a NaN loss must reach the log (and FiniteLossCallback)
         report_to=settings.report_to,
         disable_tqdm=not settings.progress,
         dataloader_num_workers=0,
@@ -73,14 +90,33 @@ def make_trainer(
         processing_class=tokenizer,
         data_collator=DataCollatorWithPadding(tokenizer),
         compute_metrics=metric_fn(task),
-        callbacks=callbacks or [],
+        callbacks=[FiniteLossCallback(), *(callbacks or []), *_fault_injection(output_dir)],
     )
 
 
-def timed_train(trainer: Trainer) -> tuple[float, list[dict]]:
-    """Train; return wall seconds and the per-epoch validation metrics from the log history."""
+class _KillAtStep(TrainerCallback):
+    def __init__(self, step: int):
+        self.step = step
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step == self.step:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _fault_injection(output_dir: str) -> list[TrainerCallback]:
+    """For the resume tests: PRUNEPEFT_KILL_AT=_search:7 kills the process (SIGKILL) at step 7 of the phase
+    whose Trainer folder is ``_search`` (or ``_final``, ``_warmup``)."""
+    target = os.environ.get("PRUNEPEFT_KILL_AT", "")
+    phase, _, step = target.partition(":")
+    if phase and os.path.basename(os.path.normpath(output_dir)) == phase:
+        return [_KillAtStep(int(step))]
+    return []
+
+
+def timed_train(trainer: Trainer, resume_from: str | None = None) -> tuple[float, list[dict]]:
+    """Train (from a checkpoint, if given); return wall seconds and the validation metrics logged."""
     start = time.perf_counter()
-    trainer.train()
+    trainer.train(resume_from_checkpoint=resume_from)
     wall = time.perf_counter() - start
     history = [h for h in trainer.state.log_history if any(k.startswith("eval_") for k in h)]
     return wall, history
