@@ -1,10 +1,10 @@
 """Bad input: each case exits with status 2 and one paragraph naming the problem and the fix, no traceback."""
 
 import pytest
-from test_search import csv_task  # noqa: F401  (fixture)
 from transformers import GPT2Config, GPT2ForSequenceClassification
 
 from prunepeft.cli import main
+from test_search import csv_task  # noqa: F401  (fixture)
 
 FAST = ["--epochs", "1", "--batch-size", "16", "--max-length", "16", "--lora-rank", "4", "--bottleneck-size", "8",
         "--no-progress"]  # fmt: skip

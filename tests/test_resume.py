@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import pytest
+
 from test_search import csv_task  # noqa: F401  (fixture)
 
 ARGS = ["--epochs", "2", "--batch-size", "16", "--max-length", "16", "--lora-rank", "4", "--bottleneck-size", "8",
