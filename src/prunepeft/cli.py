@@ -90,6 +90,13 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--lora-alpha", type=float, default=32.0)
     t.add_argument("--lora-targets", default="query,value", help="comma-separated module names for peft")
 
+    e = sub.add_parser("export", help="write a run as a peft LoRA folder, or merged into a standalone model")
+    e.add_argument("run_dir", help="the --output-dir of a finished search or train run")
+    e.add_argument("--output", help="where to write (default RUN_DIR/peft or RUN_DIR/merged)")
+    e.add_argument("--merge", action="store_true", help="fold LoRA into the weights: a plain transformers model")
+    e.add_argument("--model", help="the base model, if not the one named in the recipe")
+    e.add_argument("--debug", action="store_true", help="show full tracebacks")
+
     sub.add_parser("env", help="print versions and hardware")
     return parser
 
@@ -146,6 +153,13 @@ def run(args) -> dict | None:
         import json
 
         print(json.dumps(jobs.environment(), indent=2))
+        return None
+    if args.command == "export":
+        from prunepeft.handover import export_merged, export_peft
+
+        export = export_merged if args.merge else export_peft
+        target = args.output or os.path.join(args.run_dir, "merged" if args.merge else "peft")
+        print(f"written to {export(args.run_dir, target, args.model)}/")
         return None
     if args.command == "search" and args.resume:
         from prunepeft.search_job import resume
