@@ -2,6 +2,8 @@
 
 __version__ = "0.1.0"
 
+__all__ = ["PrunePEFT", "PrunePEFTCallback", "load", "__version__"]
+
 
 def load(base_model, run_dir, *, trust_remote_code: bool = False):
     """Rebuild a trained prunepeft configuration: see ``prunepeft.export.load``."""
@@ -10,4 +12,13 @@ def load(base_model, run_dir, *, trust_remote_code: bool = False):
     return _load(base_model, run_dir, trust_remote_code=trust_remote_code)
 
 
-__all__ = ["load", "__version__"]
+def __getattr__(name):  # keep `import prunepeft` light: torch/transformers load on first use
+    if name == "PrunePEFT":
+        from prunepeft.api import PrunePEFT
+
+        return PrunePEFT
+    if name == "PrunePEFTCallback":
+        from prunepeft.callback import PrunePEFTCallback
+
+        return PrunePEFTCallback
+    raise AttributeError(name)

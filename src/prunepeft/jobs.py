@@ -18,7 +18,7 @@ from transformers import set_seed
 from prunepeft.checkpoints import latest_checkpoint, verify_checkpoint
 from prunepeft.data import TaskData, load_task, stratified_subset, tokenize_task
 from prunepeft.export import save_weights
-from prunepeft.models import LoadedModel, count_params, freeze_for_peft, load_model
+from prunepeft.models import LoadedModel, count_params, freeze_for_peft, load_model, trainable_summary
 from prunepeft.recipe import Recipe, write_json_atomic
 from prunepeft.space import attach_all
 from prunepeft.training import TrainSettings, make_trainer, timed_train
@@ -149,6 +149,7 @@ def final_train(
     """Retrain the recipe's candidates from a fresh initialisation on the full training data; test once."""
     loaded = build_model(opts, task, train.seed)
     attach_all(loaded.model, recipe.candidates)
+    print(trainable_summary(loaded.model))
     timings["final_train_s"], history, test = fit_and_test(
         loaded.model, loaded.tokenizer, task, train, opts.output_dir, resume
     )
@@ -211,6 +212,7 @@ def train_lora(opts: RunOptions, train: TrainSettings, rank: int, alpha: float, 
         modules_to_save=list(loaded.head_names),
     )  # fmt: skip
     model = get_peft_model(loaded.model, config)
+    model.print_trainable_parameters()
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     wall, history, test = fit_and_test(model, loaded.tokenizer, task, train, opts.output_dir)
     model.save_pretrained(opts.output_dir)  # safetensors by default

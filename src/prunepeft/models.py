@@ -97,3 +97,10 @@ def count_params(model: nn.Module, head_names: tuple[str, ...]) -> tuple[int, in
     head = sum(p.numel() for n, p in model.named_parameters() if any(n.startswith(h + ".") for h in head_names))
     total = sum(p.numel() for p in model.parameters())
     return total - head, head
+
+
+def trainable_summary(model: nn.Module) -> str:
+    """One line in peft's style: trainable params || all params || trainable%."""
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+    return f"trainable params: {trainable:,} || all params: {total:,} || trainable%: {100 * trainable / total:.4f}"
