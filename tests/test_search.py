@@ -76,6 +76,14 @@ def test_search_on_tiny_bert_end_to_end(tiny_bert_dir, csv_task, tmp_path):
     assert 0 <= results["test"]["test_accuracy"] <= 1
     assert results["time_s"]["search_to_train_ratio"] > 0
     assert "torch" in results["versions"]
+    latency = results["latency_ms"]
+    assert latency["base_model"] > 0 and latency["configuration"] > 0
+    assert (latency["configuration_lora_merged"] is None) == (not any(c.module == "lora" for c in recipe.candidates))
+    # the report is written at the end of a search, with its plots
+    page = (out / "report.html").read_text()
+    for png in ("module_map.png", "trajectory.png", "assignment.png", "scores.png"):
+        assert png in page and (out / png).stat().st_size > 1000
+    assert not (out / "_final").exists() and not (out / "_search").exists()
     # the saved model: only survivors + head are trained; load() rebuilds it and reproduces the test metric
     saved = load_file(str(out / WEIGHTS))
     assert sum(t.numel() for t in saved.values()) == recipe.peft_params + recipe.head_params

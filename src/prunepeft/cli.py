@@ -97,6 +97,10 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--model", help="the base model, if not the one named in the recipe")
     e.add_argument("--debug", action="store_true", help="show full tracebacks")
 
+    r = sub.add_parser("report", help="write report.html with plots for a run (or a folder of runs)")
+    r.add_argument("run_dir")
+    r.add_argument("--debug", action="store_true", help="show full tracebacks")
+
     sub.add_parser("env", help="print versions and hardware")
     return parser
 
@@ -153,6 +157,13 @@ def run(args) -> dict | None:
         import json
 
         print(json.dumps(jobs.environment(), indent=2))
+        return None
+    if args.command == "report":
+        from prunepeft.report import write_report
+
+        if not os.path.isdir(args.run_dir):
+            raise jobs.RunError(f"{args.run_dir!r} is not a folder; give the --output-dir of a run.")
+        print(f"written to {write_report(args.run_dir)}")
         return None
     if args.command == "export":
         from prunepeft.handover import export_merged, export_peft

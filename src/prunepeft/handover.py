@@ -14,6 +14,7 @@ from __future__ import annotations
 import collections
 import os
 
+import torch
 from torch import nn
 
 from prunepeft.export import load
@@ -106,14 +107,22 @@ def export_merged(run_dir: str, out_dir: str, base_model: str | None = None) -> 
     """A standalone transformers model: LoRA folded into the weights, the head kept, no prunepeft needed."""
     recipe = Recipe.load(run_dir)
     _lora_only(recipe, "cannot be merged into the base weights")
-    model = load(base_model, run_dir)
-    for name, lora in lora_targets(model).items():
-        base = lora.base
-        base.weight.data.copy_(lora.merged_weight().detach())
-        parent_name, _, attr = name.rpartition(".")
-        setattr(model.get_submodule(parent_name), attr, base)
+    model = merge_lora(load(base_model, run_dir))
     model.save_pretrained(out_dir, safe_serialization=True)
     from prunepeft.models import load_model
 
     load_model(base_model or recipe.model, recipe.num_labels).tokenizer.save_pretrained(out_dir)
     return out_dir
+
+
+def merge_lora(model: nn.Module) -> nn.Module:
+    """Fold every LoRA unit whose base is a plain Linear into that Linear (adapters stay as they are)."""
+    for name, lora in lora_targets(model).items():
+        if not isinstance(lora.base, nn.Linear):
+            continue
+        with torch.no_grad():
+            lora.base.weight.copy_(lora.merged_weight())
+        parent_name, _, attr = name.rpartition(".")
+        parent = model.get_submodule(parent_name) if parent_name else model
+        setattr(parent, attr, lora.base)
+    return model

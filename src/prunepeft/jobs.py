@@ -154,15 +154,39 @@ def final_train(
         loaded.model, loaded.tokenizer, task, train, opts.output_dir, resume
     )
     save_weights(loaded.model, opts.output_dir)
+    latency = inference_latency(opts, task, loaded)
     if timings.get("search_s") is not None:
         timings["search_to_train_ratio"] = round(timings["search_s"] / timings["final_train_s"], 4)
     params = {"peft": recipe.peft_params, "budget": recipe.budget_params, **extra}
     results = summarise(opts, task, "prunepeft", recipe.base_params, recipe.head_params, params, history, test, timings)
     results["per_layer"] = recipe.per_layer()
+    results["latency_ms"] = latency
     results["resumed"] = resume
     write_json_atomic(os.path.join(opts.output_dir, "results.json"), results)
     cleanup(opts.output_dir)
+    from prunepeft.report import write_report
+
+    write_report(opts.output_dir)
     return results
+
+
+def inference_latency(opts: RunOptions, task: TaskData, loaded: LoadedModel) -> dict:
+    """Forward time per batch (32 x 64 tokens): the base model, this configuration, and it with LoRA merged."""
+    import copy
+
+    from prunepeft.handover import lora_targets, merge_lora
+    from prunepeft.report import measure_latency
+
+    vocab = loaded.model.config.vocab_size
+    base = load_model(opts.model, task.num_labels, trust_remote_code=opts.trust_remote_code).model
+    has_lora = bool(lora_targets(loaded.model))
+    merged = merge_lora(copy.deepcopy(loaded.model)) if has_lora else None
+    return {
+        "batch": "32x64",
+        "base_model": measure_latency(base, vocab),
+        "configuration": measure_latency(loaded.model, vocab),
+        "configuration_lora_merged": measure_latency(merged, vocab) if has_lora else None,
+    }
 
 
 def cleanup(out: str) -> None:
