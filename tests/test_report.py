@@ -4,9 +4,9 @@ import shutil
 import subprocess
 
 import pytest
-from test_search import _search, csv_task  # noqa: F401  (fixture)
 
 from prunepeft.cli import main
+from test_search import _search, csv_task  # noqa: F401  (fixture)
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
