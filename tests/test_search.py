@@ -184,3 +184,13 @@ def test_existing_output_is_not_overwritten(tiny_bert_dir, csv_task, tmp_path, c
     assert main(args) == 2
     assert "--overwrite" in capsys.readouterr().err
     assert (out / "results.json").read_text() == "{}"
+
+
+def test_trainer_flags_pass_through():
+    from prunepeft.cli import _train_settings, build_parser
+    from prunepeft.training import training_arguments
+
+    args = build_parser().parse_args(["search", "--report-to", "tensorboard", "--learning-rate", "3e-4", "--seed", "7"])
+    trainer_args = training_arguments(_train_settings(args), "unused")
+    assert trainer_args.report_to == ["tensorboard"] and trainer_args.learning_rate == 3e-4 and trainer_args.seed == 7
+    assert not trainer_args.disable_tqdm  # the Trainer's progress bars are on by default

@@ -4,6 +4,7 @@ retrain a recipe, and the plain peft LoRA baseline. The search job is in ``searc
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import platform
@@ -15,7 +16,7 @@ from dataclasses import dataclass, field
 import torch
 from transformers import set_seed
 
-from prunepeft.checkpoints import latest_checkpoint, verify_checkpoint
+from prunepeft.checkpoints import latest_checkpoint, save_run_config, verify_checkpoint
 from prunepeft.data import TaskData, load_task, stratified_subset, tokenize_task
 from prunepeft.export import save_weights
 from prunepeft.models import LoadedModel, count_params, freeze_for_peft, load_model, trainable_summary
@@ -227,6 +228,8 @@ def train_lora(opts: RunOptions, train: TrainSettings, rank: int, alpha: float, 
     from peft import LoraConfig, TaskType, get_peft_model
 
     prepare_output(opts)
+    save_run_config(opts.output_dir, {"run": dataclasses.asdict(opts), "train": dataclasses.asdict(train),
+                                      "lora": {"rank": rank, "alpha": alpha, "targets": targets}})  # fmt: skip
     task = load_data(opts, train.seed)
     set_seed(train.seed)
     loaded = load_model(opts.model, task.num_labels, trust_remote_code=opts.trust_remote_code)
@@ -250,6 +253,7 @@ def train_lora(opts: RunOptions, train: TrainSettings, rank: int, alpha: float, 
 def train_recipe(opts: RunOptions, recipe: Recipe, train: TrainSettings) -> dict:
     """Retrain a saved recipe (``prunepeft train --recipe``)."""
     prepare_output(opts)
+    save_run_config(opts.output_dir, {"run": dataclasses.asdict(opts), "train": dataclasses.asdict(train)})
     task = load_data(opts, train.seed)
     if task.num_labels != recipe.num_labels:
         raise RunError(

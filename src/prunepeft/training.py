@@ -40,25 +40,18 @@ def steps_per_epoch(n_examples: int, batch_size: int) -> int:
     return max(1, math.ceil(n_examples / batch_size))
 
 
-def make_trainer(
-    model,
-    tokenizer,
-    task: TaskData,
+def training_arguments(
     settings: TrainSettings,
     output_dir: str,
-    train_dataset,
-    eval_dataset=None,
     *,
     max_steps: int = -1,
     schedule: str = "linear",
     eval_each_epoch: bool = False,
     save_steps: int = 0,
     save_each_epoch: bool = False,
-    callbacks: list[TrainerCallback] | None = None,
-) -> Trainer:
-    """A Trainer for our runs; it checkpoints (for ``--resume``) every ``save_steps`` steps or each epoch."""
-    save_strategy = "steps" if save_steps else "epoch" if save_each_epoch else "no"
-    args = TrainingArguments(
+) -> TrainingArguments:
+    """Our settings as TrainingArguments; checkpoints (for ``--resume``) every ``save_steps`` steps or each epoch."""
+    return TrainingArguments(
         output_dir=output_dir,
         num_train_epochs=settings.epochs,
         max_steps=max_steps,
@@ -71,7 +64,7 @@ def make_trainer(
         seed=settings.seed,
         data_seed=settings.seed,
         eval_strategy="epoch" if eval_each_epoch else "no",
-        save_strategy=save_strategy,
+        save_strategy="steps" if save_steps else "epoch" if save_each_epoch else "no",
         save_steps=save_steps or 500,
         save_total_limit=2,  # the newest complete checkpoint survives a kill during the next save
         logging_strategy="steps",
@@ -82,6 +75,22 @@ def make_trainer(
         dataloader_num_workers=0,
         dataloader_pin_memory=torch.cuda.is_available(),
     )
+
+
+def make_trainer(
+    model,
+    tokenizer,
+    task: TaskData,
+    settings: TrainSettings,
+    output_dir: str,
+    train_dataset,
+    eval_dataset=None,
+    *,
+    callbacks: list[TrainerCallback] | None = None,
+    **schedule,
+) -> Trainer:
+    """A Trainer for our runs (``schedule``: the keyword arguments of ``training_arguments``)."""
+    args = training_arguments(settings, output_dir, **schedule)
     return Trainer(
         model=model,
         args=args,
