@@ -194,3 +194,28 @@ def test_trainer_flags_pass_through():
     trainer_args = training_arguments(_train_settings(args), "unused")
     assert trainer_args.report_to == ["tensorboard"] and trainer_args.learning_rate == 3e-4 and trainer_args.seed == 7
     assert not trainer_args.disable_tqdm  # the Trainer's progress bars are on by default
+
+
+def test_search_on_a_glue_regression_pair_task(tiny_bert_dir, tmp_path):
+    """STS-B in the GLUE schema (text pairs, float labels, Pearson) from a local copy, as users without hub use it."""
+    import datasets
+
+    rng = random.Random(1)
+
+    def rows(n):
+        s1 = [" ".join(rng.choices(GOOD + BAD, k=5)) for _ in range(n)]
+        s2 = [" ".join(rng.choices(GOOD + BAD, k=5)) for _ in range(n)]
+        score = [float(sum(w in GOOD for w in a.split() + b.split())) / 2 for a, b in zip(s1, s2)]
+        return {"sentence1": s1, "sentence2": s2, "label": score, "idx": list(range(n))}
+
+    copy = datasets.DatasetDict(
+        {"train": datasets.Dataset.from_dict(rows(200)), "validation": datasets.Dataset.from_dict(rows(40)),
+         "test": datasets.Dataset.from_dict({**rows(10), "label": [-1.0] * 10})}
+    )  # fmt: skip
+    copy.save_to_disk(tmp_path / "stsb")
+    out = tmp_path / "run"
+    results = _search(tiny_bert_dir, "stsb", out, "--data-dir", str(tmp_path / "stsb"), "--budget", "2000")
+    assert results["metric"] == "pearson" and "test_spearmanr" in results["test"]
+    rounds = [r for r in _log(out) if r["phase"] == "round"]
+    assert all(r["val_metric"] is not None for r in rounds)
+    assert Recipe.load(str(out)).num_labels == 1

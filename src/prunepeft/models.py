@@ -45,13 +45,8 @@ class LoadedModel:
     head_names: tuple[str, ...]  # names of the modules trained in full as the task head
 
 
-def load_model(
-    model: str, num_labels: int, *, trust_remote_code: bool = False, from_config: bool = False
-) -> LoadedModel:
-    """A sequence-classification model with a fresh head (regression when num_labels == 1).
-
-    ``from_config`` builds randomly initialised weights from the configuration (tests, smoke runs).
-    """
+def load_model(model: str, num_labels: int, *, trust_remote_code: bool = False) -> LoadedModel:
+    """A sequence-classification model with a fresh head (regression when num_labels == 1)."""
     path = resolve_model(model)
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
@@ -64,19 +59,17 @@ def load_model(
     if tokenizer.pad_token is None:  # decoder models: pad with end-of-sequence
         tokenizer.pad_token = tokenizer.eos_token
     config.pad_token_id = tokenizer.pad_token_id
-    if from_config:
-        net = AutoModelForSequenceClassification.from_config(config, trust_remote_code=trust_remote_code)
-        new_keys: list[str] = []
-    else:
-        net, info = AutoModelForSequenceClassification.from_pretrained(
-            path,
-            config=config,
-            use_safetensors=True,
-            trust_remote_code=trust_remote_code,
-            output_loading_info=True,
-        )
-        new_keys = list(info.get("missing_keys", []))
-    return LoadedModel(net, tokenizer, head_modules(net, new_keys))
+    # a checkpoint with another head (a different number of labels) gets a fresh head of the right size
+    net, info = AutoModelForSequenceClassification.from_pretrained(
+        path,
+        config=config,
+        use_safetensors=True,
+        trust_remote_code=trust_remote_code,
+        output_loading_info=True,
+        ignore_mismatched_sizes=True,
+    )
+    mismatched = [m[0] if isinstance(m, tuple | list) else m for m in info.get("mismatched_keys", [])]
+    return LoadedModel(net, tokenizer, head_modules(net, list(info.get("missing_keys", [])) + mismatched))
 
 
 def head_modules(model: nn.Module, new_keys: list[str] | None = None) -> tuple[str, ...]:
