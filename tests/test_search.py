@@ -205,7 +205,7 @@ def test_search_on_a_glue_regression_pair_task(tiny_bert_dir, tmp_path):
     def rows(n):
         s1 = [" ".join(rng.choices(GOOD + BAD, k=5)) for _ in range(n)]
         s2 = [" ".join(rng.choices(GOOD + BAD, k=5)) for _ in range(n)]
-        score = [float(sum(w in GOOD for w in a.split() + b.split())) / 2 for a, b in zip(s1, s2)]
+        score = [float(sum(w in GOOD for w in a.split() + b.split())) / 2 for a, b in zip(s1, s2, strict=True)]
         return {"sentence1": s1, "sentence2": s2, "label": score, "idx": list(range(n))}
 
     copy = datasets.DatasetDict(
