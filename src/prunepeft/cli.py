@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import sys
@@ -117,37 +118,21 @@ def _targets(items: list[str]) -> dict[str, list[str]]:
     return out
 
 
+def _fill(cls, args: argparse.Namespace, **computed):
+    """A settings dataclass from the flags of the same names, plus the values computed here."""
+    names = [f.name for f in dataclasses.fields(cls) if f.name not in computed and hasattr(args, f.name)]
+    return cls(**{n: getattr(args, n) for n in names}, **computed)
+
+
 def _options(args):
     from prunepeft.jobs import RunOptions
 
-    return RunOptions(
-        model=args.model,
-        task=args.task,
-        output_dir=args.output_dir or DEFAULT_OUTPUT.format(task=os.path.basename(args.task).split(".")[0]),
-        data_dir=args.data_dir,
-        text_column=args.text_column,
-        text_pair_column=args.text_pair_column,
-        label_column=args.label_column,
-        max_train_samples=args.max_train_samples,
-        layers_path=args.layers_path,
-        targets=_targets(args.target),
-        trust_remote_code=args.trust_remote_code,
-        overwrite=args.overwrite,
-    )
+    default_dir = DEFAULT_OUTPUT.format(task=os.path.basename(args.task).split(".")[0])
+    return _fill(RunOptions, args, output_dir=args.output_dir or default_dir, targets=_targets(args.target))
 
 
 def _train_settings(args) -> TrainSettings:
-    return TrainSettings(
-        epochs=args.epochs,
-        learning_rate=args.learning_rate,
-        batch_size=args.batch_size,
-        max_length=args.max_length,
-        warmup=args.warmup,
-        weight_decay=args.weight_decay,
-        seed=args.seed,
-        report_to=args.report_to,
-        progress=not args.no_progress,
-    )
+    return _fill(TrainSettings, args, progress=not args.no_progress)
 
 
 def run(args) -> dict | None:
@@ -185,26 +170,11 @@ def run(args) -> dict | None:
     if args.command == "search":
         from prunepeft.search_job import search
 
-        space = SpaceSettings(
-            space=args.space,
-            lora_rank=args.lora_rank,
-            lora_alpha=args.lora_alpha,
-            lora_dropout=args.lora_dropout,
-            bottleneck_size=args.bottleneck_size,
-            adapter_activation=args.adapter_activation,
-        )
-        settings = SearchSettings(
-            budget=args.budget,
-            criterion=args.criterion,
-            blocks=not args.no_blocks,
-            prune_per_round=args.prune_per_round,
-            round_epochs=args.round_epochs,
-            warmup_fraction=args.warmup_fraction,
-            warmup_turns=args.warmup_turns,
-            search_fraction=args.low_fidelity or 1.0,
-            reinit_survivors=args.reinit_survivors,
+        space = _fill(SpaceSettings, args)
+        settings = _fill(
+            SearchSettings, args, blocks=not args.no_blocks, search_fraction=args.low_fidelity or 1.0,
             eval_samples=args.search_eval_samples,
-        )
+        )  # fmt: skip
         results = search(opts, space, settings, train)
     elif args.method == "lora":
         if args.recipe:
