@@ -6,25 +6,28 @@ from pathlib import Path
 
 
 def main(folders: list[str]) -> None:
-    rows = []
+    rows, commands, env = [], [], None
     for folder in folders:
         for path in sorted(Path(folder).glob("**/results.json")):
             r = json.loads(path.read_text())
-            m = r["metric"]
-            t = r["time_s"]
+            m, t = r["metric"], r["time_s"]
+            search = f"{t['search_s']:.0f}" if "search_s" in t else "-"
+            ratio = f"{t['search_to_train_ratio']:.2f}" if "search_to_train_ratio" in t else "-"
             rows.append(
                 f"| {path.parent.name} | {r['method']} | {r['params']['peft']:,} | "
                 f"{r['params']['peft_percent_of_base']:.3f}% | {r['validation'].get('eval_' + m, float('nan')):.4f} | "
-                f"{r['test']['test_' + m]:.4f} | {t.get('search_s', 0):.0f} | {t['final_train_s']:.0f} | "
-                f"{t.get('search_to_train_ratio', float('nan')):.2f} |"
+                f"{r['test']['test_' + m]:.4f} | {search} | {t['final_train_s']:.0f} | {ratio} |"
             )
+            commands.append(f"- {path.parent.name}: `{r['command']}`")
             env = r["versions"], r["machine"]["platform"], r["machine"]["torch_threads"]
-            cmd = r["command"]
-    print("| run | method | PEFT params | % of base | validation | test | search s | train s | ratio |")
+    print("| run | method | PEFT params (head excluded) | % of base | validation | test | search s | final train s "
+          "| search / train |")  # fmt: skip
     print("|---|---|---|---|---|---|---|---|---|")
     print("\n".join(rows))
     if rows:
-        print(f"\nMetric: {m}. Last run's command: `{cmd}`; versions {env[0]}; {env[1]}, {env[2]} threads.")
+        print(f"\nMetric: {m} (validation: last epoch; test: evaluated once). Commands:\n")
+        print("\n".join(commands))
+        print(f"\nVersions {env[0]}; {env[1]}; {env[2]} torch thread(s) per run.")
 
 
 if __name__ == "__main__":
