@@ -1,4 +1,4 @@
-"""`prunepeft search | train | env`: thin recipes that turn flags into settings and call the jobs."""
+"""`prunepeft search | train | export | report | env`: thin recipes that turn flags into settings and call the jobs."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import logging
 import os
 import sys
 
+from prunepeft.baselines import METHODS as BASELINES
 from prunepeft.search import METHODS, SearchSettings
 from prunepeft.space import ROLES, SPACES, SpaceSettings
 from prunepeft.training import TrainSettings
@@ -86,10 +87,13 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train a saved recipe, or a plain peft LoRA baseline")
     _common(t)
     t.add_argument("--recipe", help="recipe.json written by `prunepeft search` (or its folder)")
-    t.add_argument("--method", choices=["recipe", "lora"], default="recipe")
-    t.add_argument("--lora-rank", type=int, default=32)
-    t.add_argument("--lora-alpha", type=float, default=32.0)
-    t.add_argument("--lora-targets", default="query,value", help="comma-separated module names for peft")
+    t.add_argument(
+        "--method", choices=["recipe", *BASELINES], default="recipe",
+        help="recipe (a found configuration), or a baseline: full fine-tuning, peft's lora / dora / adalora, "
+        "adapter (a serial adapter on every layer), supernet (every candidate, no pruning)",
+    )  # fmt: skip
+    _space_flags(t)
+    t.add_argument("--lora-targets", default="query,value", help="comma-separated module names (peft methods)")
 
     e = sub.add_parser("export", help="write a run as a peft LoRA folder, or merged into a standalone model")
     e.add_argument("run_dir", help="the --output-dir of a finished search or train run")
@@ -176,13 +180,18 @@ def run(args) -> dict | None:
             eval_samples=args.search_eval_samples,
         )  # fmt: skip
         results = search(opts, space, settings, train)
-    elif args.method == "lora":
+    elif args.method != "recipe":
+        from prunepeft.baselines import train_baseline
+
         if args.recipe:
             raise jobs.RunError(
-                "--recipe trains a found configuration and --method lora a plain LoRA: give one of them."
+                f"--recipe trains a found configuration and --method {args.method} a baseline: give one of them."
             )
         targets = [t.strip() for t in args.lora_targets.split(",") if t.strip()]
-        results = jobs.train_lora(opts, train, args.lora_rank, args.lora_alpha, targets)
+        results = train_baseline(
+            opts, train, args.method, rank=args.lora_rank, alpha=args.lora_alpha, targets=targets,
+            space=_fill(SpaceSettings, args),
+        )  # fmt: skip
     else:
         from prunepeft.recipe import Recipe
 

@@ -19,7 +19,7 @@ from transformers import set_seed
 from prunepeft.checkpoints import latest_checkpoint, save_run_config, verify_checkpoint
 from prunepeft.data import TaskData, load_task, stratified_subset, tokenize_task
 from prunepeft.export import save_weights
-from prunepeft.models import LoadedModel, count_params, freeze_for_peft, load_model, trainable_summary
+from prunepeft.models import LoadedModel, freeze_for_peft, load_model, trainable_summary
 from prunepeft.recipe import Recipe, write_json_atomic
 from prunepeft.space import attach_all
 from prunepeft.training import TrainSettings, make_trainer, timed_train
@@ -116,7 +116,7 @@ class JsonlLog:
 
 
 def fit_and_test(
-    model, tokenizer, task: TaskData, train: TrainSettings, out: str, resume: bool = False
+    model, tokenizer, task: TaskData, train: TrainSettings, out: str, resume: bool = False, callbacks=None
 ) -> tuple[float, list, dict]:
     """Train with per-epoch validation and checkpoints, then evaluate on the test split once.
 
@@ -131,7 +131,7 @@ def fit_and_test(
         verify_checkpoint(checkpoint)
     trainer = make_trainer(
         model, tokenizer, task, train, workdir, tokenized["train"], tokenized["validation"],
-        eval_each_epoch=True, save_each_epoch=True,
+        eval_each_epoch=True, save_each_epoch=True, callbacks=callbacks,
     )  # fmt: skip
     wall, history = timed_train(trainer, checkpoint)
     test = trainer.evaluate(tokenized["test"], metric_key_prefix="test")
@@ -146,6 +146,7 @@ def final_train(
     timings: dict,
     extra: dict,
     resume: bool = False,
+    method: str = "prunepeft",
 ) -> dict:
     """Retrain the recipe's candidates from a fresh initialisation on the full training data; test once."""
     loaded = build_model(opts, task, train.seed)
@@ -159,7 +160,7 @@ def final_train(
     if timings.get("search_s") is not None:
         timings["search_to_train_ratio"] = round(timings["search_s"] / timings["final_train_s"], 4)
     params = {"peft": recipe.peft_params, "budget": recipe.budget_params, **extra}
-    results = summarise(opts, task, "prunepeft", recipe.base_params, recipe.head_params, params, history, test, timings)
+    results = summarise(opts, task, method, recipe.base_params, recipe.head_params, params, history, test, timings)
     results["per_layer"] = recipe.per_layer()
     results["latency_ms"] = latency
     results["resumed"] = resume
@@ -221,33 +222,6 @@ def summarise(
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
         **environment(),
     }
-
-
-def train_lora(opts: RunOptions, train: TrainSettings, rank: int, alpha: float, targets: list[str]) -> dict:
-    """The plain LoRA baseline through peft (same data, split, schedule and head as our runs)."""
-    from peft import LoraConfig, TaskType, get_peft_model
-
-    prepare_output(opts)
-    save_run_config(opts.output_dir, {"run": dataclasses.asdict(opts), "train": dataclasses.asdict(train),
-                                      "lora": {"rank": rank, "alpha": alpha, "targets": targets}})  # fmt: skip
-    task = load_data(opts, train.seed)
-    set_seed(train.seed)
-    loaded = load_model(opts.model, task.num_labels, trust_remote_code=opts.trust_remote_code)
-    base, head = count_params(loaded.model, loaded.head_names)
-    config = LoraConfig(
-        task_type=TaskType.SEQ_CLS, r=rank, lora_alpha=alpha, target_modules=targets,
-        modules_to_save=list(loaded.head_names),
-    )  # fmt: skip
-    model = get_peft_model(loaded.model, config)
-    model.print_trainable_parameters()
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    wall, history, test = fit_and_test(model, loaded.tokenizer, task, train, opts.output_dir)
-    model.save_pretrained(opts.output_dir)  # safetensors by default
-    cleanup(opts.output_dir)
-    params = {"peft": trainable - head, "lora_rank": rank, "lora_targets": targets}
-    results = summarise(opts, task, "lora", base, head, params, history, test, {"final_train_s": wall})
-    write_json_atomic(os.path.join(opts.output_dir, "results.json"), results)
-    return results
 
 
 def train_recipe(opts: RunOptions, recipe: Recipe, train: TrainSettings) -> dict:
