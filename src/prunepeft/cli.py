@@ -102,6 +102,10 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--model", help="the base model, if not the one named in the recipe")
     e.add_argument("--debug", action="store_true", help="show full tracebacks")
 
+    b = sub.add_parser("bench", help="run a grid of methods x tasks x seeds from a YAML file, then tabulate")
+    b.add_argument("--config", required=True, help="e.g. benchmarks/quick.yaml")
+    b.add_argument("--debug", action="store_true", help="show full tracebacks")
+
     r = sub.add_parser("report", help="write report.html with plots for a run (or a folder of runs)")
     r.add_argument("run_dir")
     r.add_argument("--debug", action="store_true", help="show full tracebacks")
@@ -146,6 +150,11 @@ def run(args) -> dict | None:
         import json
 
         print(json.dumps(jobs.environment(), indent=2))
+        return None
+    if args.command == "bench":
+        from prunepeft.bench import run_grid
+
+        print(f"written to {run_grid(args.config)}")
         return None
     if args.command == "report":
         from prunepeft.report import write_report
@@ -230,7 +239,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     """Flags, over the settings of ``--config FILE`` where one is given."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    if getattr(args, "config", None):
+    if getattr(args, "config", None) and args.command != "bench":
         from prunepeft.config import settings_from_yaml
 
         sub = parser._subparsers._group_actions[0].choices[args.command]
