@@ -9,6 +9,7 @@ import os
 
 from transformers import TrainerCallback, set_seed
 
+from prunepeft.distributed import is_main_process
 from prunepeft.jobs import (
     RunOptions,
     cleanup,
@@ -64,7 +65,8 @@ def train_baseline(
     wall, history, test = fit_and_test(model, loaded.tokenizer, task, train, opts.output_dir, callbacks=callbacks)
     if method == "adalora":
         params.update(_adalora_allocation(model, callbacks[0]))
-    model.save_pretrained(opts.output_dir)  # safetensors
+    if is_main_process():
+        model.save_pretrained(opts.output_dir)  # safetensors
     peft = trainable - (0 if method == "full" else head)
     results = summarise(
         opts, task, method, base, head, {"peft": peft, **params}, history, test, {"final_train_s": wall}

@@ -16,6 +16,7 @@ import torch
 from transformers import TrainerCallback
 
 from prunepeft.criteria import UnitStats
+from prunepeft.distributed import all_reduce_sum
 from prunepeft.space import Candidate
 
 
@@ -61,16 +62,22 @@ class StatsRecorder:
                     self._sens[name] = self._sens[name].to(g.device) + (p * g).abs().sum().double()
 
     def take(self) -> dict[str, UnitStats]:
-        """The round's statistics as plain numbers; the sums start again from zero."""
+        """The round's statistics as plain numbers, summed over all processes (so that every process takes
+        the same decision); the sums start again from zero."""
+        names = list(self.candidates)
+        flat = [float(self._act[n]) for n in names] + [float(self._calls[n]) for n in names]
+        flat += [float(self._grad[n]) for n in names] + [float(self._sens[n]) for n in names] + [float(self._steps)]
+        flat = all_reduce_sum(flat)
+        k = len(names)
         out = {
             n: UnitStats(
-                activation_sum=float(self._act[n]),
-                activation_calls=self._calls[n],
-                grad_abs_sum=float(self._grad[n]),
-                sensitivity_sum=float(self._sens[n]),
-                grad_steps=self._steps,
+                activation_sum=flat[i],
+                activation_calls=int(flat[k + i]),
+                grad_abs_sum=flat[2 * k + i],
+                sensitivity_sum=flat[3 * k + i],
+                grad_steps=int(flat[-1]),
             )
-            for n in self.candidates
+            for i, n in enumerate(names)
         }
         self._zero()
         return out

@@ -10,7 +10,9 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 
+from prunepeft.distributed import is_main_process
 from prunepeft.recipe import write_json_atomic
 
 RUN_CONFIG = "run_config.json"
@@ -72,7 +74,7 @@ def read_state(checkpoint: str) -> dict:
 
 def truncate_lines(path: str, keep: int) -> None:
     """Keep the first ``keep`` lines (drop what a killed round logged after its checkpoint)."""
-    if not os.path.exists(path):
+    if not os.path.exists(path) or not is_main_process():
         return
     with open(path, encoding="utf-8") as fh:
         lines = fh.readlines()[:keep]
@@ -108,3 +110,9 @@ def verify_checkpoint(checkpoint: str) -> None:
                 f"checkpoint {checkpoint} is damaged ({name}: {type(err).__name__}). Delete that folder to resume "
                 "from the checkpoint before it, or start again with --overwrite."
             ) from err
+
+
+def remove_tree(path: str) -> None:
+    """Delete a folder of ours (main process only: the others may still be reading it)."""
+    if is_main_process():
+        shutil.rmtree(path, ignore_errors=True)

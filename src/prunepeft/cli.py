@@ -214,6 +214,10 @@ def run(args) -> dict | None:
 
 
 def print_summary(results: dict, output_dir: str) -> None:
+    from prunepeft.distributed import is_main_process
+
+    if not is_main_process():
+        return
     metric = results["metric"]
     params = results["params"]
     print(f"\n== prunepeft {results['method']} on {results['task']} ({results['model']})")

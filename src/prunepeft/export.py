@@ -7,6 +7,7 @@ import os
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from prunepeft.distributed import is_main_process
 from prunepeft.models import freeze_for_peft, load_model
 from prunepeft.recipe import Recipe
 from prunepeft.space import attach_all
@@ -21,6 +22,8 @@ def trainable_state(model: nn.Module) -> dict:
 
 def save_weights(model: nn.Module, run_dir: str) -> str:
     path = os.path.join(run_dir, WEIGHTS)
+    if not is_main_process():
+        return path
     tmp = path + ".tmp"
     save_file(trainable_state(model), tmp, metadata={"format": "pt", "producer": "prunepeft"})
     os.replace(tmp, path)

@@ -16,8 +16,9 @@ from dataclasses import dataclass, field
 import torch
 from transformers import set_seed
 
-from prunepeft.checkpoints import latest_checkpoint, save_run_config, verify_checkpoint
+from prunepeft.checkpoints import latest_checkpoint, remove_tree, save_run_config, verify_checkpoint
 from prunepeft.data import TaskData, load_task, stratified_subset, tokenize_task
+from prunepeft.distributed import is_main_process
 from prunepeft.export import save_weights
 from prunepeft.models import LoadedModel, freeze_for_peft, load_model, trainable_summary
 from prunepeft.recipe import Recipe, write_json_atomic
@@ -48,6 +49,8 @@ class RunError(RuntimeError):
 def prepare_output(opts: RunOptions) -> None:
     """Refuse to write over an earlier run unless told to."""
     out = opts.output_dir
+    if not is_main_process():  # the main process checks and prepares the folder
+        return
     if os.path.isdir(out) and os.listdir(out):
         if not opts.overwrite:
             raise RunError(
@@ -111,6 +114,8 @@ class JsonlLog:
         self.path = path
 
     def __call__(self, record: dict) -> None:
+        if not is_main_process():
+            return
         with open(self.path, "a", encoding="utf-8") as fh:
             fh.write(json.dumps(record) + "\n")
 
@@ -126,7 +131,7 @@ def fit_and_test(
     workdir = os.path.join(out, "_final")
     checkpoint = latest_checkpoint(workdir) if resume else None
     if checkpoint is None:
-        shutil.rmtree(workdir, ignore_errors=True)
+        remove_tree(workdir)
     else:
         verify_checkpoint(checkpoint)
     trainer = make_trainer(
@@ -194,7 +199,7 @@ def inference_latency(opts: RunOptions, task: TaskData, loaded: LoadedModel) -> 
 def cleanup(out: str) -> None:
     """A finished run keeps its results, not its Trainer checkpoints."""
     for name in ("_final", "_search", "_warmup"):
-        shutil.rmtree(os.path.join(out, name), ignore_errors=True)
+        remove_tree(os.path.join(out, name))
 
 
 def summarise(

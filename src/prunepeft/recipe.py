@@ -6,6 +6,7 @@ import json
 import os
 from dataclasses import dataclass, field
 
+from prunepeft.distributed import is_main_process
 from prunepeft.space import CandidateSpec
 
 FORMAT = "prunepeft-recipe"
@@ -104,7 +105,9 @@ class Recipe:
 
 
 def write_json_atomic(path: str, data) -> None:
-    """Write to a temporary name, then rename: a crash never leaves half a file."""
+    """Write to a temporary name, then rename: a crash never leaves half a file. Main process only."""
+    if not is_main_process():
+        return
     tmp = f"{path}.tmp"
     with open(tmp, "w", encoding="utf-8") as fh:
         json.dump(data, fh, indent=2, sort_keys=False)

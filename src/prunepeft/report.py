@@ -15,6 +15,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
 from prunepeft.criteria import CRITERIA  # noqa: E402
+from prunepeft.distributed import is_main_process  # noqa: E402
 
 
 def _read_jsonl(path: str) -> list[dict]:
@@ -136,6 +137,8 @@ def plot_runs(runs: list[dict], path: str) -> None:
 
 def write_report(run_dir: str) -> str:
     """report.html (and PNGs beside it) for a search run, or for a folder holding several runs."""
+    if not is_main_process():
+        return os.path.join(run_dir, "report.html")
     log = _read_jsonl(os.path.join(run_dir, "search_log.jsonl"))
     recipe = _read_json(os.path.join(run_dir, "recipe.json"))
     results = _read_json(os.path.join(run_dir, "results.json"))

@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-import shutil
 import time
 
 from prunepeft import hybrid
@@ -21,11 +20,13 @@ from prunepeft.checkpoints import (
     latest_checkpoint,
     load_run_config,
     read_state,
+    remove_tree,
     save_run_config,
     truncate_lines,
     verify_checkpoint,
 )
 from prunepeft.data import TaskData, stratified_subset, tokenize_task
+from prunepeft.distributed import rank, world_size
 from prunepeft.jobs import JsonlLog, RunError, RunOptions, build_model, final_train, load_data, prepare_output
 from prunepeft.models import count_params
 from prunepeft.recipe import Recipe, write_json_atomic
@@ -123,7 +124,7 @@ def find_recipe(
         pruner = Pruner(model, candidates, assignment=state["assignment"], **pruner_kwargs)
         pruner.restore(state["pruner"])
     else:
-        shutil.rmtree(rounds_dir, ignore_errors=True)
+        remove_tree(rounds_dir)
         truncate_lines(log_path, 0)
         log(
             {
@@ -187,6 +188,8 @@ def find_recipe(
         },
     )
     recipe.save(os.path.join(out, "recipe.json"))
+    if world_size() > 1:  # every process states what it kept: they must agree
+        print(f"prunepeft rank {rank()}: kept {sorted(pruner.alive)}", flush=True)
     return recipe, timings, extra
 
 
@@ -220,7 +223,7 @@ def _warmup(
         schedule="constant_with_warmup", callbacks=[PrunePEFTCallback(voter, turn_steps, evaluate=False)],
     )  # fmt: skip
     wall, _ = timed_train(trainer)
-    shutil.rmtree(workdir, ignore_errors=True)
+    remove_tree(workdir)
     voter.recorder.close()
     assignment = voter.assignment()
     log({"phase": "assignment", "counts": voter.counts, "assignment": assignment})
