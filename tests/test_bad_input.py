@@ -64,16 +64,18 @@ def test_missing_data_file(capsys, tmp_path, tiny_bert_dir):
 
 @pytest.mark.parametrize(
     "budget,expected",
-    [("0", "positive"), ("-0.01", "not a number"), ("0.9", "whole supernet"), ("10", "below the smallest"),
+    [("0", "positive"), ("-0.01", "not a number"), ("0.9", "whole supernet"), ("10", "below the largest"),
      ("ten", "not a number")],
 )  # fmt: skip
 def test_bad_budgets(capsys, tmp_path, tiny_bert_dir, csv_task, budget, expected):  # noqa: F811
     _fails(capsys, _search(tiny_bert_dir, csv_task, tmp_path / "o", "--budget", budget), expected, "budget")
+    assert not (tmp_path / "o").exists()  # nothing left behind to block the corrected command
 
 
 @pytest.mark.parametrize(
     "flags,expected",
-    [(["--low-fidelity", "1.5"], "--low-fidelity"), (["--round-epochs", "0"], "--round-epochs"),
+    [(["--low-fidelity", "1.5"], "--low-fidelity"), (["--low-fidelity", "0"], "--low-fidelity"),
+     (["--adapter-activation", "swish"], "--adapter-activation"), (["--round-epochs", "0"], "--round-epochs"),
      (["--batch-size", "0"], "--batch-size"), (["--target", "qq=attention.self.query"], "ROLE"),
      (["--lora-rank", "0"], "--lora-rank")],
 )  # fmt: skip

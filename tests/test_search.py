@@ -127,8 +127,9 @@ def test_train_recipe_retrains_the_found_configuration(tiny_bert_dir, csv_task, 
     first = tmp_path / "search"
     _search(tiny_bert_dir, csv_task, first, "--budget", "2000")
     second = tmp_path / "again"
-    args = ["train", "--recipe", str(first / "recipe.json"), "--model", tiny_bert_dir, "--task", csv_task,
-            "--output-dir", str(second), "--epochs", "1", "--max-length", "16", "--no-progress"]  # fmt: skip
+    # the recipe brings its own model and task
+    args = ["train", "--recipe", str(first / "recipe.json"), "--output-dir", str(second), "--epochs", "1",
+            "--max-length", "16", "--no-progress"]  # fmt: skip
     assert main(args) == 0
     assert Recipe.load(str(second)).candidates == Recipe.load(str(first)).candidates
     assert json.loads((second / "results.json").read_text())["params"]["peft"] > 0
@@ -158,7 +159,9 @@ def test_save_and_load_give_identical_logits(tiny_bert_dir, tmp_path):
     torch.testing.assert_close(again(input_ids=ids).logits, model(input_ids=ids).logits)
 
 
-@pytest.mark.parametrize("text,expected", [("0.01", 1000), ("1%", 1000), ("2.5%", 2500), ("5000", 5000), ("1e-3", 100)])
+@pytest.mark.parametrize(
+    "text,expected", [("0.01", 1000), ("1%", 1000), ("2.5%", 2500), ("5000", 5000), ("1e-3", 100), ("100%", 100_000)]
+)
 def test_parse_budget(text, expected):
     assert parse_budget(text, 100_000) == expected
 
@@ -173,7 +176,7 @@ def test_budget_below_smallest_candidate_is_refused(tiny_bert_dir, csv_task, tmp
     args = ["search", "--model", tiny_bert_dir, "--task", csv_task, "--output-dir", str(tmp_path / "x"),
             "--budget", "10", "--no-progress"]  # fmt: skip
     assert main(args) == 2
-    assert "below the smallest candidate" in capsys.readouterr().err
+    assert "below the largest candidate" in capsys.readouterr().err
 
 
 def test_existing_output_is_not_overwritten(tiny_bert_dir, csv_task, tmp_path, capsys):
@@ -219,3 +222,23 @@ def test_search_on_a_glue_regression_pair_task(tiny_bert_dir, tmp_path):
     rounds = [r for r in _log(out) if r["phase"] == "round"]
     assert all(r["val_metric"] is not None for r in rounds)
     assert Recipe.load(str(out)).num_labels == 1
+
+
+@pytest.mark.parametrize("task,expected", [("./saved_ds/", "runs/saved_ds"), ("data/.hidden", "runs/hidden"),
+                                           ("my.data.csv", "runs/my.data"), ("sst2", "runs/sst2")])  # fmt: skip
+def test_default_output_dir_is_never_runs_itself(task, expected):
+    from prunepeft.cli import _options, build_parser
+
+    assert _options(build_parser().parse_args(["search", "--task", task])).output_dir == expected
+
+
+def test_own_trainer_warmup_records_activations(tiny_bert_dir):
+    from prunepeft.api import PrunePEFT
+
+    loaded = load_model(tiny_bert_dir, 2)
+    search = PrunePEFT(loaded.model, budget="2000")
+    loaded.model.train()
+    loaded.model(input_ids=torch.randint(0, 1000, (2, 7)), labels=torch.tensor([0, 1])).loss.backward()
+    search.recorder.after_backward()
+    stats = search.recorder.take()
+    assert all(s.activation_calls > 0 for s in stats.values())

@@ -53,16 +53,15 @@ class PrunePEFT:
         blocks_of = hybrid.spindle_blocks(self.model_map.num_layers, 4 if blocks else 1)
         partition = {n: hybrid.partition_of(c.spec.layer, c.spec.kind, blocks_of) for n, c in candidates.items()}
         self.log = log or (lambda record: None)
-        self._voter = (
-            WarmupVoter(candidates, partition, self.k, warmup_turns, self.log) if criterion == "hybrid" else None
-        )
         assignment = {p: [criterion] for p in set(partition.values())}
         self.pruner = Pruner(
             model, candidates, budget_params=self.budget_params, k=self.k, criterion=criterion,
             assignment=assignment, partition=partition, seed=seed, metric=metric, log=self.log,
         )  # fmt: skip
-        if self._voter is not None:  # the voter records during the warm-up rounds; the pruner after
+        self._voter = None
+        if criterion == "hybrid":  # the voter records during the warm-up rounds; its observers replace the pruner's
             self.pruner.recorder.close()
+            self._voter = WarmupVoter(candidates, partition, self.k, warmup_turns, self.log)
         self.criterion = criterion
 
     @property

@@ -23,7 +23,7 @@ class ResumeError(RuntimeError):
     """The run cannot be resumed as it is on disk."""
 
 
-def _readable_json(path: str) -> dict | None:
+def read_json(path: str) -> dict | None:
     try:
         with open(path, encoding="utf-8") as fh:
             return json.load(fh)
@@ -40,9 +40,9 @@ def latest_checkpoint(folder: str, need: str | None = None) -> str | None:
     )
     for _, name in reversed(steps):
         path = os.path.join(folder, name)
-        if _readable_json(os.path.join(path, "trainer_state.json")) is None:
+        if read_json(os.path.join(path, "trainer_state.json")) is None:
             continue
-        if need and _readable_json(os.path.join(path, need)) is None:
+        if need and read_json(os.path.join(path, need)) is None:
             continue
         return path
     return None
@@ -56,7 +56,7 @@ def load_run_config(out: str) -> dict:
     path = os.path.join(out, RUN_CONFIG)
     if not os.path.isdir(out):
         raise ResumeError(f"--resume {out!r}: no such directory. Give the --output-dir of the run to continue.")
-    config = _readable_json(path)
+    config = read_json(path)
     if config is None:
         raise ResumeError(
             f"--resume {out!r}: {RUN_CONFIG} is missing or unreadable, so this is not a prunepeft search "
@@ -66,7 +66,7 @@ def load_run_config(out: str) -> dict:
 
 
 def read_state(checkpoint: str) -> dict:
-    state = _readable_json(os.path.join(checkpoint, SEARCH_STATE))
+    state = read_json(os.path.join(checkpoint, SEARCH_STATE))
     if state is None:
         raise ResumeError(f"{checkpoint}: {SEARCH_STATE} is unreadable; delete this checkpoint folder to resume.")
     return state

@@ -87,6 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train a saved recipe, or a plain peft LoRA baseline")
     _common(t)
     t.add_argument("--recipe", help="recipe.json written by `prunepeft search` (or its folder)")
+    t.set_defaults(model=None, task=None)  # a recipe brings its own model and task
     t.add_argument(
         "--method", choices=["recipe", *BASELINES], default="recipe",
         help="recipe (a found configuration), or a baseline: full fine-tuning, peft's lora / dora / adalora, "
@@ -135,7 +136,8 @@ def _fill(cls, args: argparse.Namespace, **computed):
 def _options(args):
     from prunepeft.jobs import RunOptions
 
-    default_dir = DEFAULT_OUTPUT.format(task=os.path.basename(args.task).split(".")[0])
+    name = os.path.splitext(os.path.basename(os.path.normpath(args.task)))[0].lstrip(".") or "task"
+    default_dir = DEFAULT_OUTPUT.format(task=name)
     return _fill(RunOptions, args, output_dir=args.output_dir or default_dir, targets=_targets(args.target))
 
 
@@ -178,14 +180,22 @@ def run(args) -> dict | None:
         results = resume(args.resume)
         print_summary(results, args.resume)
         return results
+    recipe = None
+    if args.command == "train":
+        from prunepeft.recipe import Recipe
+
+        recipe = Recipe.load(args.recipe) if args.recipe and args.method == "recipe" else None
+        args.model = args.model or (recipe.model if recipe else "minilm")
+        args.task = args.task or (recipe.task if recipe else "rotten_tomatoes")
     opts = _options(args)
     train = _train_settings(args)
     if args.command == "search":
         from prunepeft.search_job import search
 
         space = _fill(SpaceSettings, args)
+        fraction = 1.0 if args.low_fidelity is None else args.low_fidelity
         settings = _fill(
-            SearchSettings, args, blocks=not args.no_blocks, search_fraction=args.low_fidelity or 1.0,
+            SearchSettings, args, blocks=not args.no_blocks, search_fraction=fraction,
             eval_samples=args.search_eval_samples,
         )  # fmt: skip
         results = search(opts, space, settings, train)
@@ -202,13 +212,11 @@ def run(args) -> dict | None:
             space=_fill(SpaceSettings, args),
         )  # fmt: skip
     else:
-        from prunepeft.recipe import Recipe
-
-        if not args.recipe:
+        if recipe is None:
             raise jobs.RunError(
-                "`prunepeft train` needs --recipe PATH (the recipe.json of a search), or --method lora."
+                "`prunepeft train` needs --recipe PATH (the recipe.json of a search), or --method NAME."
             )
-        results = jobs.train_recipe(opts, Recipe.load(args.recipe), train)
+        results = jobs.train_recipe(opts, recipe, train)
     print_summary(results, opts.output_dir)
     return results
 

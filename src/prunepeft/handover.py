@@ -50,7 +50,7 @@ def export_peft(run_dir: str, out_dir: str, base_model: str | None = None) -> st
     _lora_only(recipe, "cannot be a peft LoRA folder")
     model = load(base_model, run_dir)
     loras = lora_targets(model)
-    head = {n.split(".")[0] for n, p in model.named_parameters() if p.requires_grad and ".lora_" not in n}
+    head = {n.rpartition(".")[0] for n, p in model.named_parameters() if p.requires_grad and ".lora_" not in n}
     ranks = collections.Counter(m.rank for m in loras.values())
     alphas = collections.Counter(m.rank * m.scaling for m in loras.values())
     rank, alpha = ranks.most_common(1)[0][0], alphas.most_common(1)[0][0]
@@ -99,8 +99,11 @@ def verify_peft_folder(out_dir: str, recipe: Recipe, base_model: str | None = No
     }
     wanted = {t: s.size for s in recipe.candidates for t in s.targets}
     if adapted != wanted:
-        missing = sorted(set(wanted) - set(adapted))
-        raise ExportError(f"peft did not adapt the modules as intended (missing or different: {missing[:5]}).")
+        wrong = sorted(n for n in set(wanted) | set(adapted) if wanted.get(n) != adapted.get(n))
+        raise ExportError(
+            f"peft did not adapt the modules as intended: {[(n, wanted.get(n), adapted.get(n)) for n in wrong[:5]]} "
+            "(module, rank wanted, rank peft built)."
+        )
 
 
 def export_merged(run_dir: str, out_dir: str, base_model: str | None = None) -> str:

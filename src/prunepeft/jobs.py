@@ -14,9 +14,9 @@ import time
 from dataclasses import dataclass, field
 
 import torch
-from transformers import set_seed
+from transformers import TrainerCallback, set_seed
 
-from prunepeft.checkpoints import latest_checkpoint, remove_tree, save_run_config, verify_checkpoint
+from prunepeft.checkpoints import latest_checkpoint, read_json, remove_tree, save_run_config, verify_checkpoint
 from prunepeft.data import TaskData, load_task, stratified_subset, tokenize_task
 from prunepeft.distributed import is_main_process
 from prunepeft.export import save_weights
@@ -134,13 +134,30 @@ def fit_and_test(
         remove_tree(workdir)
     else:
         verify_checkpoint(checkpoint)
+    before = (read_json(os.path.join(checkpoint, ELAPSED)) or {}).get("train_s", 0.0) if checkpoint else 0.0
+    clock = ElapsedClock(before)
     trainer = make_trainer(
         model, tokenizer, task, train, workdir, tokenized["train"], tokenized["validation"],
-        eval_each_epoch=True, save_each_epoch=True, callbacks=callbacks,
+        eval_each_epoch=True, save_each_epoch=True, callbacks=[clock, *(callbacks or [])],
     )  # fmt: skip
     wall, history = timed_train(trainer, checkpoint)
+    wall += before  # training time before an interruption counts too
     test = trainer.evaluate(tokenized["test"], metric_key_prefix="test")
     return wall, history, test
+
+
+ELAPSED = "elapsed.json"
+
+
+class ElapsedClock(TrainerCallback):
+    """Stores the training time so far in each checkpoint, so a resumed run reports the whole time."""
+
+    def __init__(self, before: float):
+        self.before, self.start = before, time.perf_counter()
+
+    def on_save(self, args, state, control, **kwargs):
+        folder = os.path.join(args.output_dir, f"checkpoint-{state.global_step}")
+        write_json_atomic(os.path.join(folder, ELAPSED), {"train_s": self.before + time.perf_counter() - self.start})
 
 
 def final_train(
@@ -155,6 +172,13 @@ def final_train(
 ) -> dict:
     """Retrain the recipe's candidates from a fresh initialisation on the full training data; test once."""
     loaded = build_model(opts, task, train.seed)
+    try:
+        loaded.model.get_submodule(recipe.layers_path)
+    except AttributeError as err:
+        raise RunError(
+            f"the recipe places candidates under {recipe.layers_path!r}, which model {opts.model!r} does not have; "
+            "retrain it on the model it was found for (the recipe's 'model')."
+        ) from err
     attach_all(loaded.model, recipe.candidates)
     print(trainable_summary(loaded.model))
     timings["final_train_s"], history, test = fit_and_test(
@@ -185,7 +209,8 @@ def inference_latency(opts: RunOptions, task: TaskData, loaded: LoadedModel) -> 
     from prunepeft.report import measure_latency
 
     vocab = loaded.model.config.vocab_size
-    base = load_model(opts.model, task.num_labels, trust_remote_code=opts.trust_remote_code).model
+    device = next(loaded.model.parameters()).device  # where the Trainer left the trained model
+    base = load_model(opts.model, task.num_labels, trust_remote_code=opts.trust_remote_code).model.to(device)
     has_lora = bool(lora_targets(loaded.model))
     merged = merge_lora(copy.deepcopy(loaded.model)) if has_lora else None
     return {
@@ -239,6 +264,7 @@ def train_recipe(opts: RunOptions, recipe: Recipe, train: TrainSettings) -> dict
             f"the recipe was found for {recipe.num_labels} labels but task {opts.task!r} has "
             f"{task.num_labels}; retrain it on a task with the same labels."
         )
+    recipe = dataclasses.replace(recipe, model=opts.model, task=opts.task)  # what this run really trains on
     recipe.save(os.path.join(opts.output_dir, "recipe.json"))
     results = final_train(opts, recipe, task, train, {}, {})
     return results

@@ -67,10 +67,10 @@ def parse_budget(budget: str | float | int, base_params: int) -> int:
             "a percentage ('1%') or a parameter count ('200000')."
         )
     value = float(match.group(1))
-    if match.group(2):
-        value /= 100
     if value <= 0:
         raise BudgetError(f"budget {budget!r} must be positive, e.g. '0.01' (1% of the base model).")
+    if match.group(2):  # a percentage is always a fraction of the base model
+        return int(value / 100 * base_params)
     if value < 1:
         return int(value * base_params)
     if value != int(value):
@@ -80,6 +80,14 @@ def parse_budget(budget: str | float | int, base_params: int) -> int:
 
 def raw_scores(candidates: dict[str, Candidate], stats: dict[str, UnitStats]) -> dict[str, dict[str, float]]:
     return {name: evaluate_all(c.parameters(), stats[name]) for name, c in candidates.items()}
+
+
+def check_finite(scores: dict[str, dict[str, float]], where: str) -> None:
+    if not all(math.isfinite(v) for s in scores.values() for v in s.values()):
+        raise NonFiniteLossError(
+            f"{where}: the candidates' statistics are NaN or infinite (training diverged). Lower --learning-rate; "
+            "finished rounds are kept and `--resume` continues from the last good one."
+        )
 
 
 def drop_from_optimizer(optimizer, params: list[nn.Parameter]) -> None:
@@ -109,6 +117,7 @@ class WarmupVoter:
 
     def end_round(self, step: int, metrics: dict, optimizer) -> bool:
         scores = raw_scores(self.candidates, self.recorder.take())
+        check_finite(scores, f"warm-up turn {self.turn + 1}")
         votes = {c: hybrid.nominate(scores, c, self.k) for c in CRITERIA}
         for c, names in votes.items():
             for name in names:
@@ -196,11 +205,7 @@ class Pruner:
     def end_round(self, step: int, metrics: dict, optimizer) -> bool:
         self.round += 1
         scores = raw_scores(self.alive, self.recorder.take())
-        if not all(math.isfinite(v) for s in scores.values() for v in s.values()):
-            raise NonFiniteLossError(
-                f"round {self.round}: the candidates' statistics are NaN or infinite (training diverged). Lower "
-                "--learning-rate; finished rounds are kept and `--resume` continues from the last good one."
-            )
+        check_finite(scores, f"round {self.round}")
         theta, prob = self.rank(scores)
         params_before = self.peft_params
         removed = []

@@ -16,6 +16,7 @@ from prunepeft import hybrid
 from prunepeft.callback import PrunePEFTCallback
 from prunepeft.checkpoints import (
     SEARCH_STATE,
+    ResumeError,
     count_lines,
     latest_checkpoint,
     load_run_config,
@@ -25,13 +26,13 @@ from prunepeft.checkpoints import (
     truncate_lines,
     verify_checkpoint,
 )
-from prunepeft.data import TaskData, stratified_subset, tokenize_task
+from prunepeft.data import DataError, TaskData, stratified_subset, tokenize_task
 from prunepeft.distributed import rank, world_size
 from prunepeft.jobs import JsonlLog, RunError, RunOptions, build_model, final_train, load_data, prepare_output
-from prunepeft.models import count_params
+from prunepeft.models import ModelError, count_params
 from prunepeft.recipe import Recipe, write_json_atomic
 from prunepeft.search import BudgetError, Pruner, SearchSettings, WarmupVoter, default_k, parse_budget
-from prunepeft.space import SpaceSettings, attach_all, build_space, map_model
+from prunepeft.space import SpaceError, SpaceSettings, attach_all, build_space, map_model
 from prunepeft.training import TrainSettings, make_trainer, steps_per_epoch, timed_train
 
 LOG = "search_log.jsonl"
@@ -47,12 +48,24 @@ def search(opts: RunOptions, space: SpaceSettings, settings: SearchSettings, tra
             for k, v in (("run", opts), ("space", space), ("search", settings), ("train", train))
         },
     )
-    return _run(opts, space, settings, train, resume=False)
+    try:
+        return _run(opts, space, settings, train, resume=False)
+    except (DataError, ModelError, SpaceError, BudgetError) as err:
+        _forget_empty_run(opts.output_dir)
+        raise err
+
+
+def _forget_empty_run(out: str) -> None:
+    """Bad input found before any round: leave no half-made run behind (it would block the corrected one)."""
+    if not any(os.path.exists(os.path.join(out, n)) for n in ("recipe.json", "_search", "results.json")):
+        remove_tree(out)
 
 
 def resume(output_dir: str) -> dict:
     """Continue the search saved in ``output_dir`` with its own settings."""
     config = load_run_config(output_dir)
+    if not {"run", "space", "search", "train"} <= set(config):
+        raise ResumeError(f"{output_dir!r} holds a `prunepeft train` run, not a search; only searches resume.")
     opts = RunOptions(**{**config["run"], "output_dir": output_dir})
     space, settings = SpaceSettings(**config["space"]), SearchSettings(**config["search"])
     train = TrainSettings(**config["train"])
@@ -194,11 +207,12 @@ def find_recipe(
 
 
 def _check_budget(budget: str, budget_params: int, sizes: dict[str, int]) -> None:
-    smallest, total = min(sizes.values()), sum(sizes.values())
-    if budget_params < smallest:
+    largest, total = max(sizes.values()), sum(sizes.values())
+    if budget_params < largest:  # below it, the search could end with nothing kept
         raise BudgetError(
-            f"budget {budget!r} = {budget_params:,} parameters is below the smallest candidate "
-            f"({smallest:,}); nothing could be kept. Raise --budget or lower --lora-rank / --bottleneck-size."
+            f"budget {budget!r} = {budget_params:,} parameters is below the largest candidate "
+            f"({largest:,}), so the search could end with nothing kept. Raise --budget or lower --lora-rank / "
+            "--bottleneck-size."
         )
     if budget_params >= total:
         raise BudgetError(

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from torch import nn
 
 from prunepeft.modules import WRAPPERS, LoraLinear, ParallelAdapter, SerialAdapter
+from prunepeft.modules.adapter import ACTIVATIONS
 
 ROLES = ("q", "k", "v", "o", "ffn_in", "ffn_out")
 
@@ -97,9 +98,6 @@ class Candidate:
     def parameters(self) -> list[nn.Parameter]:
         """The candidate's own trainable tensors (not the wrapped base layer's)."""
         return [p for w in self.wrappers for n, p in w.named_parameters() if not _is_base_param(n)]
-
-    def named_parameters(self) -> list[tuple[str, nn.Parameter]]:
-        return [(n, p) for w in self.wrappers for n, p in w.named_parameters() if not _is_base_param(n)]
 
     @property
     def n_params(self) -> int:
@@ -223,6 +221,8 @@ class SpaceSettings:
             raise SpaceError(
                 f"--lora-rank and --bottleneck-size must be at least 1 (got {self.lora_rank}, {self.bottleneck_size})."
             )
+        if self.adapter_activation not in ACTIVATIONS:
+            raise SpaceError(f"--adapter-activation {self.adapter_activation!r}: choose from {sorted(ACTIVATIONS)}.")
         if not 0 <= self.lora_dropout < 1:
             raise SpaceError(f"--lora-dropout must be in [0, 1), got {self.lora_dropout}.")
 
