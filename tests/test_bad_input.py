@@ -118,3 +118,11 @@ def test_nan_loss_stops_with_a_clear_message(capsys, tmp_path, tiny_bert_dir, cs
                  "--learning-rate")  # fmt: skip
     assert "NaN" in err or "nan" in err or "inf" in err
     assert (tmp_path / "o" / "search_log.jsonl").exists()  # what was logged is kept
+
+
+def test_gguf_without_the_optional_package(capsys, tmp_path, tiny_bert_dir, csv_task):  # noqa: F811
+    import importlib.util
+
+    if importlib.util.find_spec("gguf") is not None:
+        pytest.skip("gguf is installed here")
+    _fails(capsys, _search(tiny_bert_dir, csv_task, tmp_path / "o", "--gguf-file", "model.gguf"), "pip install gguf")

@@ -76,6 +76,7 @@ def test_search_on_tiny_bert_end_to_end(tiny_bert_dir, csv_task, tmp_path):
     assert 0 <= results["test"]["test_accuracy"] <= 1
     assert results["time_s"]["search_to_train_ratio"] > 0
     assert "torch" in results["versions"]
+    assert results["memory_mib"]["peak_rss"] > 0
     latency = results["latency_ms"]
     assert latency["base_model"] > 0 and latency["configuration"] > 0
     assert (latency["configuration_lora_merged"] is None) == (not any(c.module == "lora" for c in recipe.candidates))

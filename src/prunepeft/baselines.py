@@ -54,7 +54,7 @@ def train_baseline(
                                       "lora": {"rank": rank, "alpha": alpha, "targets": targets}})  # fmt: skip
     task = load_data(opts, train.seed)
     set_seed(train.seed)
-    loaded = load_model(opts.model, task.num_labels, trust_remote_code=opts.trust_remote_code)
+    loaded = load_model(opts.model, task.num_labels, trust_remote_code=opts.trust_remote_code, gguf_file=opts.gguf_file)
     base, head = count_params(loaded.model, loaded.head_names)
     model, callbacks, params = loaded.model, [], {}
     if method == "full":
@@ -104,7 +104,7 @@ def _train_ours(opts: RunOptions, train: TrainSettings, method: str, space: Spac
     """A fixed configuration of our candidates, retrained like a found recipe."""
     prepare_output(opts)
     task = load_data(opts, train.seed)
-    loaded = load_model(opts.model, task.num_labels, trust_remote_code=opts.trust_remote_code)
+    loaded = load_model(opts.model, task.num_labels, trust_remote_code=opts.trust_remote_code, gguf_file=opts.gguf_file)
     base, head = count_params(loaded.model, loaded.head_names)
     model_map = map_model(loaded.model, opts.layers_path, {r: tuple(n) for r, n in opts.targets.items()})
     specs = build_space(model_map, space)

@@ -39,6 +39,7 @@ class RunOptions:
     layers_path: str | None = None
     targets: dict[str, list[str]] = field(default_factory=dict)
     trust_remote_code: bool = False
+    gguf_file: str | None = None  # a GGUF checkpoint, dequantised for training (needs the gguf package)
     overwrite: bool = False
 
 
@@ -77,7 +78,7 @@ def load_data(opts: RunOptions, seed: int) -> TaskData:
 
 def build_model(opts: RunOptions, task: TaskData, seed: int) -> LoadedModel:
     set_seed(seed)
-    loaded = load_model(opts.model, task.num_labels, trust_remote_code=opts.trust_remote_code)
+    loaded = load_model(opts.model, task.num_labels, trust_remote_code=opts.trust_remote_code, gguf_file=opts.gguf_file)
     freeze_for_peft(loaded.model, loaded.head_names)
     return loaded
 
@@ -105,6 +106,16 @@ def environment() -> dict:
             "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         },
     }
+
+
+def peak_memory() -> dict:
+    """Peak resident memory of this process (and of the GPU, where there is one), in MiB."""
+    import resource
+
+    out = {"peak_rss": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+    if torch.cuda.is_available():
+        out["peak_gpu"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+    return out
 
 
 class JsonlLog:
@@ -210,7 +221,9 @@ def inference_latency(opts: RunOptions, task: TaskData, loaded: LoadedModel) -> 
 
     vocab = loaded.model.config.vocab_size
     device = next(loaded.model.parameters()).device  # where the Trainer left the trained model
-    base = load_model(opts.model, task.num_labels, trust_remote_code=opts.trust_remote_code).model.to(device)
+    base = load_model(
+        opts.model, task.num_labels, trust_remote_code=opts.trust_remote_code, gguf_file=opts.gguf_file
+    ).model.to(device)
     has_lora = bool(lora_targets(loaded.model))
     merged = merge_lora(copy.deepcopy(loaded.model)) if has_lora else None
     return {
@@ -246,6 +259,7 @@ def summarise(
             "peft_percent_of_base": round(100 * params["peft"] / base, 4),
         },
         "time_s": {k: round(v, 3) for k, v in timings.items()},
+        "memory_mib": peak_memory(),
         "split": task.split_note,
         "sizes": {"train": len(task.train), "validation": len(task.validation), "test": len(task.test)},
         "command": " ".join(sys.argv),

@@ -45,12 +45,25 @@ class LoadedModel:
     head_names: tuple[str, ...]  # names of the modules trained in full as the task head
 
 
-def load_model(model: str, num_labels: int, *, trust_remote_code: bool = False) -> LoadedModel:
-    """A sequence-classification model with a fresh head (regression when num_labels == 1)."""
+def load_model(
+    model: str, num_labels: int, *, trust_remote_code: bool = False, gguf_file: str | None = None
+) -> LoadedModel:
+    """A sequence-classification model with a fresh head (regression when num_labels == 1).
+
+    ``gguf_file``: a GGUF checkpoint (in ``model`` or a path), dequantised to full precision by transformers.
+    """
     path = resolve_model(model)
+    extra = {}
+    if gguf_file:
+        if importlib.util.find_spec("gguf") is None:
+            raise ModelError(
+                f"--gguf-file {gguf_file!r} needs the optional 'gguf' package: `pip install gguf` (transformers reads "
+                "GGUF checkpoints through it and dequantises them to full precision for training)."
+            )
+        extra["gguf_file"] = gguf_file
     try:
-        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
-        config = AutoConfig.from_pretrained(path, num_labels=num_labels, trust_remote_code=trust_remote_code)
+        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code, **extra)
+        config = AutoConfig.from_pretrained(path, num_labels=num_labels, trust_remote_code=trust_remote_code, **extra)
     except OSError as err:
         raise ModelError(
             f"could not load {model!r}: {err}. Without internet, give a local model directory or 'minilm'."
@@ -63,10 +76,11 @@ def load_model(model: str, num_labels: int, *, trust_remote_code: bool = False) 
     net, info = AutoModelForSequenceClassification.from_pretrained(
         path,
         config=config,
-        use_safetensors=True,
+        use_safetensors=None if gguf_file else True,
         trust_remote_code=trust_remote_code,
         output_loading_info=True,
         ignore_mismatched_sizes=True,
+        **extra,
     )
     mismatched = [m[0] if isinstance(m, tuple | list) else m for m in info.get("mismatched_keys", [])]
     return LoadedModel(net, tokenizer, head_modules(net, list(info.get("missing_keys", [])) + mismatched))

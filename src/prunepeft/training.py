@@ -74,6 +74,9 @@ def training_arguments(
         disable_tqdm=not settings.progress,
         dataloader_num_workers=0,
         dataloader_pin_memory=torch.cuda.is_available(),
+        # mixed precision where the device has it (no .cuda()/.half() anywhere: the Trainer places the model)
+        bf16=torch.cuda.is_available() and torch.cuda.is_bf16_supported(),
+        fp16=torch.cuda.is_available() and not torch.cuda.is_bf16_supported(),
     )
 
 
