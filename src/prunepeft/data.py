@@ -226,8 +226,9 @@ def stratified_subset(ds: datasets.Dataset, n: int | float, seed: int) -> datase
         return ds
     # "labels" too, so tokenized splits (see tokenize_task) can be subset the same way
     column = next((c for c in ("label", "labels") if c in ds.column_names), None)
-    if column is None:
-        raise DataError(f"stratified_subset needs a 'label' column; the dataset has {ds.column_names}.")
+    if column is None:  # unlabelled rows (instruction tuning): a uniform subset
+        rng = np.random.default_rng(seed)
+        return ds.select(sorted(rng.choice(len(ds), size=k, replace=False).tolist()))
     feature = ds.features[column]
     is_float = isinstance(feature, Value) and feature.dtype.startswith("float")
     labels = np.asarray(ds[column], dtype=np.float64 if is_float else np.int64)
@@ -756,6 +757,10 @@ def load_task(
 
 def tokenize_task(task: TaskData, tokenizer: Any, max_length: int) -> dict[str, datasets.Dataset]:
     """Token ids per split ("labels" kept, text columns removed); padding is left to the collator."""
+    if getattr(task, "causal_lm", False):
+        from prunepeft.instruct import tokenize_instructions
+
+        return tokenize_instructions(task, tokenizer, max_length)
     if max_length < 1:
         raise DataError(f"max_length must be a positive number of tokens, got {max_length}.")
     pair = task.has_pair

@@ -38,6 +38,9 @@ class RunOptions:
     max_train_samples: int | None = None
     layers_path: str | None = None
     targets: dict[str, list[str]] = field(default_factory=dict)
+    prompt_column: str | None = None  # instruction tuning (a JSON Lines file of prompt/response pairs)
+    response_column: str | None = None
+    answer_column: str | None = None
     trust_remote_code: bool = False
     gguf_file: str | None = None  # a GGUF checkpoint, dequantised for training (needs the gguf package)
     overwrite: bool = False
@@ -63,6 +66,13 @@ def prepare_output(opts: RunOptions) -> None:
 
 
 def load_data(opts: RunOptions, seed: int) -> TaskData:
+    from prunepeft.instruct import is_instruction_file, load_instructions
+
+    if is_instruction_file(opts.task, opts.prompt_column):
+        task = load_instructions(opts.task, opts.prompt_column, opts.response_column, opts.answer_column)
+        if opts.max_train_samples:
+            task.train = stratified_subset(task.train, opts.max_train_samples, seed)
+        return task
     task = load_task(
         opts.task,
         seed=seed,
@@ -195,6 +205,11 @@ def final_train(
     timings["final_train_s"], history, test = fit_and_test(
         loaded.model, loaded.tokenizer, task, train, opts.output_dir, resume
     )
+    if getattr(task, "causal_lm", False):
+        from prunepeft.instruct import exact_match, perplexity
+
+        test["test_perplexity"] = perplexity(test.get("test_loss"))
+        test["test_exact_match"] = exact_match(loaded.model, loaded.tokenizer, task)
     save_weights(loaded.model, opts.output_dir)
     latency = inference_latency(opts, task, loaded)
     if timings.get("search_s") is not None:

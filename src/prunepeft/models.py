@@ -8,7 +8,13 @@ import os
 from dataclasses import dataclass
 
 from torch import nn
-from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel
+from transformers import (
+    AutoConfig,
+    AutoModelForCausalLM,
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    PreTrainedModel,
+)
 
 HEAD_NAMES = ("classifier", "score")  # peft's default modules_to_save for sequence classification
 
@@ -48,7 +54,8 @@ class LoadedModel:
 def load_model(
     model: str, num_labels: int, *, trust_remote_code: bool = False, gguf_file: str | None = None
 ) -> LoadedModel:
-    """A sequence-classification model with a fresh head (regression when num_labels == 1).
+    """A sequence-classification model with a fresh head (regression when num_labels == 1), or a causal
+    language model for instruction tuning when num_labels == 0 (no new head: only PEFT modules train).
 
     ``gguf_file``: a GGUF checkpoint (in ``model`` or a path), dequantised to full precision by transformers.
     """
@@ -63,17 +70,20 @@ def load_model(
         extra["gguf_file"] = gguf_file
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code, **extra)
-        config = AutoConfig.from_pretrained(path, num_labels=num_labels, trust_remote_code=trust_remote_code, **extra)
+        labels = {"num_labels": num_labels} if num_labels else {}
+        config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code, **labels, **extra)
     except OSError as err:
         raise ModelError(
             f"could not load {model!r}: {err}. Without internet, give a local model directory or 'minilm'."
         ) from err
-    config.problem_type = "regression" if num_labels == 1 else "single_label_classification"
+    if num_labels:
+        config.problem_type = "regression" if num_labels == 1 else "single_label_classification"
     if tokenizer.pad_token is None:  # decoder models: pad with end-of-sequence
         tokenizer.pad_token = tokenizer.eos_token
     config.pad_token_id = tokenizer.pad_token_id
     # a checkpoint with another head (a different number of labels) gets a fresh head of the right size
-    net, info = AutoModelForSequenceClassification.from_pretrained(
+    auto = AutoModelForSequenceClassification if num_labels else AutoModelForCausalLM
+    net, info = auto.from_pretrained(
         path,
         config=config,
         use_safetensors=None if gguf_file else True,
@@ -82,6 +92,8 @@ def load_model(
         ignore_mismatched_sizes=True,
         **extra,
     )
+    if not num_labels:  # a language model keeps its own head; a tied head must not train in full
+        return LoadedModel(net, tokenizer, ())
     mismatched = [m[0] if isinstance(m, tuple | list) else m for m in info.get("mismatched_keys", [])]
     return LoadedModel(net, tokenizer, head_modules(net, list(info.get("missing_keys", [])) + mismatched))
 

@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass
 
 import torch
-from transformers import DataCollatorWithPadding, Trainer, TrainerCallback, TrainingArguments
+from transformers import DataCollatorForSeq2Seq, DataCollatorWithPadding, Trainer, TrainerCallback, TrainingArguments
 
 from prunepeft.callback import FiniteLossCallback
 from prunepeft.config import require
@@ -94,14 +94,18 @@ def make_trainer(
 ) -> Trainer:
     """A Trainer for our runs (``schedule``: the keyword arguments of ``training_arguments``)."""
     args = training_arguments(settings, output_dir, **schedule)
+    causal = getattr(task, "causal_lm", False)
     return Trainer(
         model=model,
         args=args,
         train_dataset=train_dataset,
         eval_dataset=eval_dataset,
         processing_class=tokenizer,
-        data_collator=DataCollatorWithPadding(tokenizer),
-        compute_metrics=metric_fn(task),
+        # language modelling: pad labels with -100 and report the loss only (no logits kept)
+        data_collator=DataCollatorForSeq2Seq(tokenizer, label_pad_token_id=-100)
+        if causal
+        else DataCollatorWithPadding(tokenizer),
+        compute_metrics=None if causal else metric_fn(task),
         callbacks=[FiniteLossCallback(), *(callbacks or []), *_fault_injection(output_dir)],
     )
 
