@@ -28,7 +28,16 @@ from prunepeft.checkpoints import (
 )
 from prunepeft.data import DataError, TaskData, stratified_subset, tokenize_task
 from prunepeft.distributed import rank, world_size
-from prunepeft.jobs import JsonlLog, RunError, RunOptions, build_model, final_train, load_data, prepare_output
+from prunepeft.jobs import (
+    JsonlLog,
+    RunError,
+    RunOptions,
+    build_model,
+    final_train,
+    load_data,
+    peak_memory,
+    prepare_output,
+)
 from prunepeft.models import ModelError, count_params
 from prunepeft.recipe import Recipe, write_json_atomic
 from prunepeft.search import BudgetError, Pruner, SearchSettings, WarmupVoter, default_k, parse_budget
@@ -177,7 +186,8 @@ def find_recipe(
         timings["rounds_s"] += wall
     pruner.recorder.close()
     timings["search_s"] = timings["warmup_s"] + timings["rounds_s"]
-    extra = {"supernet_params": sum(sizes.values()), "rounds": pruner.round}
+    # peak memory of the search itself (the final training and the latency probe come later)
+    extra = {"supernet_params": sum(sizes.values()), "rounds": pruner.round, "search_memory_mib": peak_memory()}
     recipe = Recipe(
         model=opts.model,
         task=opts.task,
