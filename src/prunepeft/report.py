@@ -186,7 +186,8 @@ def _page(run_dir: str, recipe: dict, results: dict, sections: list[str]) -> str
             )
         lat = results.get("latency_ms")
         if lat:
-            facts.append("latency per batch (ms): " + ", ".join(f"{k} {v}" for k, v in lat.items()))
+            values = ", ".join(f"{k} {v}" for k, v in lat.items() if k != "batch")
+            facts.append(f"forward latency per {lat.get('batch', '')} batch (ms): {values}")
     table = f"<table><tr><th>layer</th><th>kept</th></tr>{''.join(rows)}</table>" if rows else ""
     return (
         "<!doctype html><html><head><meta charset='utf-8'><title>prunepeft report</title><style>"
