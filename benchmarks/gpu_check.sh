@@ -8,6 +8,8 @@ cd "$(dirname "$0")/.."
 BIN=.venv/bin
 export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 OUT=${OUT:-runs/gpu_check}
+SAMPLES=${SAMPLES:-4000}  # smaller values check the script itself on a CPU
+EPOCHS=${EPOCHS:-2}
 mkdir -p "$OUT"
 $BIN/python - "$OUT/small-llama" <<'PY'
 import importlib.resources, sys
@@ -19,12 +21,12 @@ LlamaForCausalLM(config).save_pretrained(sys.argv[1]); tok.save_pretrained(sys.a
 PY
 for model in minilm "$OUT/small-llama"; do
   name=$(basename "$model")
-  $BIN/prunepeft search --model "$model" --max-train-samples 4000 --epochs 2 --output-dir "$OUT/$name" \
+  $BIN/prunepeft search --model "$model" --max-train-samples "$SAMPLES" --epochs "$EPOCHS" --output-dir "$OUT/$name" \
     --overwrite --no-progress > "$OUT/$name.log" 2>&1
-  $BIN/python - "$OUT/$name/results.json" <<'PY'
+  $BIN/python - "$OUT/$name/results.json" "$EPOCHS" <<'PY'
 import json, math, sys
 r = json.load(open(sys.argv[1])); t = r["time_s"]
-steps = math.ceil(r["sizes"]["train"] / 32) * 2
+steps = math.ceil(r["sizes"]["train"] / 32) * float(sys.argv[2])
 print(f"{r['model']}: {1000 * t['final_train_s'] / steps:.1f} ms/step (final training, batch 32), "
       f"search/train {t['search_to_train_ratio']:.2f}, test {r['metric']} {r['test']['test_' + r['metric']]:.4f}, "
       f"memory {r.get('memory_mib')}, machine {r['machine'].get('cuda')}")
