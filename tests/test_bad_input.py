@@ -126,3 +126,12 @@ def test_gguf_without_the_optional_package(capsys, tmp_path, tiny_bert_dir, csv_
     if importlib.util.find_spec("gguf") is not None:
         pytest.skip("gguf is installed here")
     _fails(capsys, _search(tiny_bert_dir, csv_task, tmp_path / "o", "--gguf-file", "model.gguf"), "pip install gguf")
+
+
+def test_output_dir_that_is_the_model_folder_is_refused(capsys, tmp_path, tiny_bert_dir, csv_task):  # noqa: F811
+    import shutil
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_bert_dir, model)
+    _fails(capsys, _search(str(model), csv_task, model, "--overwrite"), "model folder itself")
+    assert (model / "config.json").exists()  # --overwrite did not delete the model

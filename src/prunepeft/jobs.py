@@ -55,6 +55,8 @@ def prepare_output(opts: RunOptions) -> None:
     out = opts.output_dir
     if not is_main_process():  # the main process checks and prepares the folder
         return
+    if os.path.isdir(opts.model) and os.path.realpath(opts.model) == os.path.realpath(out):
+        raise RunError(f"--output-dir {out!r} is the model folder itself; choose another folder for the run.")
     if os.path.isdir(out) and os.listdir(out):
         if not opts.overwrite:
             raise RunError(
