@@ -12,6 +12,7 @@ from transformers import TrainerCallback, set_seed
 from prunepeft.distributed import is_main_process
 from prunepeft.jobs import (
     RunOptions,
+    build_model,
     cleanup,
     final_train,
     fit_and_test,
@@ -104,7 +105,7 @@ def _train_ours(opts: RunOptions, train: TrainSettings, method: str, space: Spac
     """A fixed configuration of our candidates, retrained like a found recipe."""
     prepare_output(opts)
     task = load_data(opts, train.seed)
-    loaded = load_model(opts.model, task.num_labels, trust_remote_code=opts.trust_remote_code, gguf_file=opts.gguf_file)
+    loaded = build_model(opts, task, train.seed)  # only to map the model and count the candidates
     base, head = count_params(loaded.model, loaded.head_names)
     model_map = map_model(loaded.model, opts.layers_path, {r: tuple(n) for r, n in opts.targets.items()})
     specs = build_space(model_map, space)

@@ -72,17 +72,15 @@ def load_data(opts: RunOptions, seed: int) -> TaskData:
 
     if is_instruction_file(opts.task, opts.prompt_column):
         task = load_instructions(opts.task, opts.prompt_column, opts.response_column, opts.answer_column)
-        if opts.max_train_samples:
-            task.train = stratified_subset(task.train, opts.max_train_samples, seed)
-        return task
-    task = load_task(
-        opts.task,
-        seed=seed,
-        text_column=opts.text_column,
-        text_pair_column=opts.text_pair_column,
-        label_column=opts.label_column,
-        glue_source=opts.data_dir,
-    )
+    else:
+        task = load_task(
+            opts.task,
+            seed=seed,
+            text_column=opts.text_column,
+            text_pair_column=opts.text_pair_column,
+            label_column=opts.label_column,
+            glue_source=opts.data_dir,
+        )
     if opts.max_train_samples:
         task.train = stratified_subset(task.train, opts.max_train_samples, seed)
     return task
