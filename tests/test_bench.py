@@ -1,33 +1,64 @@
-"""The bench runner: plan, run, skip finished runs, and tabulate with the learning rate chosen on validation."""
+"""The bench runner: stages, learning rate chosen on validation, skipping finished runs, table and plots."""
+
+import json
 
 import pytest
 
-from prunepeft.bench import plan, run_grid
+from prunepeft.bench import Grid, run_grid
 from prunepeft.config import ConfigError
 from test_search import csv_task  # noqa: F401  (fixture)
 
 
-def test_plan_expands_the_grid():
-    config = {"tasks": ["a", "b"], "seeds": [0, 1], "methods": {"lora": {"learning_rates": [1e-3, 5e-4]}, "x": None}}
-    runs = plan(config, "root")
-    assert len(runs) == 2 * (2 * 2 + 2)  # tasks x (lora: 2 rates x 2 seeds + x: 2 seeds)
-    assert {r["dir"] for r in runs} >= {"root/a/lora/lr0.001-s1", "root/b/x/s0"}
+def grid(**methods):
+    config = {"tasks": ["a", "b"], "seeds": [0, 1, 2], "tune_seeds": [0], "methods": methods}
+    return Grid(config, "g", "root", "res")
+
+
+def test_stages_tune_on_the_tune_seeds_then_run_the_rest(tmp_path):
+    g = grid(lora={"learning_rates": [1e-3, 5e-4]}, plain=None, ablation={"learning_rate_from": "lora"})
+    g.results_dir = str(tmp_path)
+    first = g.first_stage()
+    # per task: lora 2 rates x tune seed 0, plain 3 seeds; the ablation waits for lora's rate
+    assert len(first) == 2 * (2 + 3)
+    assert {r["dir"] for r in first} >= {"root/a/lora/lr0.001-s0", "root/b/plain/s2"}
+    for r in first:  # validation prefers 5e-4 on task a, 1e-3 on task b
+        better = (r["task"] == "a") == (r["lr"] == 5e-4)
+        (tmp_path / "runs").mkdir(exist_ok=True)
+        with open(r["copy"], "w") as fh:
+            json.dump({"metric": "accuracy", "validation": {"eval_accuracy": 0.9 if better else 0.5}}, fh)
+    second = {(r["task"], r["method"], r["lr"], r["seed"]) for r in g.second_stage()}
+    assert second == {
+        ("a", "lora", 5e-4, 1),
+        ("a", "lora", 5e-4, 2),
+        ("b", "lora", 1e-3, 1),
+        ("b", "lora", 1e-3, 2),
+    } | {(t, "ablation", lr, s) for t, lr in (("a", 5e-4), ("b", 1e-3)) for s in (0, 1, 2)}
+
+
+def test_bad_configs_are_refused():
     with pytest.raises(ConfigError, match="unknown keys"):
-        plan({"methods": {"a": {}}, "seed": [0]}, "root")
+        Grid({"methods": {"a": {}}, "seed": [0]}, "g", "root", "res")
+    with pytest.raises(ConfigError, match="learning_rate_from"):
+        grid(x={"learning_rate_from": "nothing"})
+    with pytest.raises(ConfigError, match="unknown keys"):
+        grid(x={"learning_rate": 1e-3})
 
 
 def test_grid_runs_skips_and_tabulates(tiny_bert_dir, csv_task, tmp_path, monkeypatch):  # noqa: F811
     monkeypatch.chdir(tmp_path)
     config = tmp_path / "tiny.yaml"
     config.write_text(
-        f"name: tiny\nmodel: {tiny_bert_dir}\ntasks: [{csv_task}]\nseeds: [0]\n"
+        f"name: tiny\nmodel: {tiny_bert_dir}\ntasks: [{csv_task}]\nseeds: [0, 1]\ntune_seeds: [0]\njobs: 2\n"
         "common: {epochs: 1, batch_size: 16, max_length: 16, lora_rank: 4}\n"
         "methods:\n  lora: {command: train, flags: {method: lora}, learning_rates: [0.001, 0.003]}\n"
         "  prunepeft: {command: search, flags: {budget: '2000', bottleneck_size: 8}}\n"
     )
     table = (tmp_path / run_grid(str(config))).read_text()
-    assert table.count("| toy |") == 2 and "± 0.0000" in table
-    stamp = {p: p.stat().st_mtime for p in tmp_path.glob("benchmarks/runs/tiny/**/results.json")}
-    assert len(stamp) == 3
+    assert table.count("| toy |") == 2 and "## Average over tasks" in table
+    assert (tmp_path / "benchmarks/results/tiny_params.png").stat().st_size > 0
+    assert (tmp_path / "benchmarks/results/tiny_search_cost.png").stat().st_size > 0
+    copies = sorted(p.name for p in (tmp_path / "benchmarks/results/tiny/runs").iterdir())
+    assert len(copies) == 5 and "toy__prunepeft__s1.json" in copies  # 2 rates + 1 more seed + 2 searches
+    stamp = {p: p.stat().st_mtime for p in (tmp_path / "benchmarks/results/tiny/runs").iterdir()}
     run_grid(str(config))  # everything done: nothing reruns
     assert {p: p.stat().st_mtime for p in stamp} == stamp

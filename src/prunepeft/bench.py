@@ -1,25 +1,33 @@
-"""`prunepeft bench --config benchmarks/NAME.yaml`: a grid of methods x tasks x seeds (x learning rates),
-one run per folder (skipped when its results.json exists, so a benchmark resumes across sessions), then a
+"""`prunepeft bench --config benchmarks/NAME.yaml`: a grid of methods x tasks x seeds, one run per folder, then a
 Markdown table and plots in benchmarks/results/.
 
-Config keys: name, model, tasks, seeds, common (flags for every run), methods: a mapping
-method name -> {command: search|train, flags: {...}, learning_rates: [...]}. The learning rate of each
-method is chosen per task by the mean validation metric over seeds, never on test.
+Config keys: name, model, tasks, seeds, common (flags for every run), jobs (runs at once; the cores are shared
+out among them), tune_seeds (the seeds on which learning rates are compared; default: all seeds), output, and
+methods: a mapping method name -> {command: search|train, flags: {...}, learning_rates: [...] or
+learning_rate_from: METHOD}.
+
+The learning rate of a method with `learning_rates` is chosen per task by its mean validation metric over the
+tune seeds, never on test; the other seeds then run at that rate. A method with `learning_rate_from` runs at the
+rate chosen for that method (the search ablations share the rate of the search they ablate).
+
+Each finished run's results.json is copied to benchmarks/results/NAME/runs/, and a run whose copy exists there
+is not run again: a committed benchmark resumes on any machine.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 from prunepeft.config import ConfigError, load_yaml, require
 
-KEYS = {"name", "model", "tasks", "seeds", "common", "methods", "output"}
+KEYS = {"name", "model", "tasks", "seeds", "common", "methods", "output", "jobs", "tune_seeds"}
+METHOD_KEYS = {"command", "flags", "learning_rates", "learning_rate_from"}
 
 
 def _flags(mapping: dict) -> list[str]:
@@ -33,100 +41,128 @@ def _flags(mapping: dict) -> list[str]:
     return out
 
 
-def plan(config: dict, root: str) -> list[dict]:
-    """Every run of the grid: its folder and its command line."""
-    unknown = set(config) - KEYS
-    require(not unknown, f"bench config: unknown keys {sorted(unknown)}; known: {sorted(KEYS)}.")
-    require(bool(config.get("methods")), "bench config: 'methods' is empty.")
-    runs = []
-    for task in config.get("tasks", ["rotten_tomatoes"]):
-        for method, spec in config["methods"].items():
-            spec = spec or {}
-            command = spec.get("command", "train")
-            require(command in ("search", "train"), f"bench config: {method}.command must be search or train.")
-            for lr in spec.get("learning_rates", [None]):
-                for seed in config.get("seeds", [0]):
-                    label = os.path.splitext(os.path.basename(task))[0]  # a file path becomes its name
-                    folder = os.path.join(root, label, method, f"lr{lr}-s{seed}" if lr else f"s{seed}")
-                    flags = {**config.get("common", {}), **spec.get("flags", {}), "seed": seed}
-                    if lr:
-                        flags["learning_rate"] = lr
-                    args = [command, "--model", config.get("model", "minilm"), "--task", task, "--output-dir", folder,
-                            "--overwrite", "--no-progress", *_flags(flags)]  # fmt: skip
-                    runs.append({"task": label, "method": method, "lr": lr, "seed": seed, "dir": folder, "args": args})
-    return runs
+class Grid:
+    """The runs of one benchmark config, and where their results live."""
+
+    def __init__(self, config: dict, name: str, root: str, results_dir: str):
+        unknown = set(config) - KEYS
+        require(not unknown, f"bench config: unknown keys {sorted(unknown)}; known: {sorted(KEYS)}.")
+        require(bool(config.get("methods")), "bench config: 'methods' is empty.")
+        self.config, self.name, self.root, self.results_dir = config, name, root, results_dir
+        self.methods = {m: spec or {} for m, spec in config["methods"].items()}
+        self.seeds = list(config.get("seeds", [0]))
+        self.tune_seeds = list(config.get("tune_seeds", self.seeds))
+        require(set(self.tune_seeds) <= set(self.seeds), "bench config: tune_seeds must be among seeds.")
+        for method, spec in self.methods.items():
+            bad = set(spec) - METHOD_KEYS
+            require(not bad, f"bench config: {method} has unknown keys {sorted(bad)}; known: {sorted(METHOD_KEYS)}.")
+            require(spec.get("command", "train") in ("search", "train"),
+                    f"bench config: {method}.command must be search or train.")  # fmt: skip
+            source = spec.get("learning_rate_from")
+            require(source is None or "learning_rates" in self.methods.get(source, {}),
+                    f"bench config: {method}.learning_rate_from must name a method with learning_rates.")  # fmt: skip
+
+    def run(self, task: str, method: str, seed: int, lr: float | None) -> dict:
+        spec = self.methods[method]
+        label = os.path.splitext(os.path.basename(task))[0]  # a file path becomes its name
+        leaf = f"lr{lr}-s{seed}" if lr else f"s{seed}"
+        flags = {**self.config.get("common", {}), **spec.get("flags", {}), "seed": seed}
+        if lr:
+            flags["learning_rate"] = lr
+        folder = os.path.join(self.root, label, method, leaf)
+        args = [spec.get("command", "train"), "--model", self.config.get("model", "minilm"), "--task", task,
+                "--output-dir", folder, "--overwrite", "--no-progress", *_flags(flags)]  # fmt: skip
+        copy = os.path.join(self.results_dir, "runs", f"{label}__{method}__{leaf}.json")
+        return {"task": label, "method": method, "lr": lr, "seed": seed, "dir": folder, "args": args, "copy": copy}
+
+    def first_stage(self) -> list[dict]:
+        """Runs that need no choice: the learning-rate grid on the tune seeds, and methods with a fixed rate."""
+        runs = []
+        for task in self.config.get("tasks", ["rotten_tomatoes"]):
+            for method, spec in self.methods.items():
+                if "learning_rates" in spec:
+                    runs += [self.run(task, method, s, lr) for lr in spec["learning_rates"] for s in self.tune_seeds]
+                elif "learning_rate_from" not in spec:
+                    runs += [self.run(task, method, s, None) for s in self.seeds]
+        return runs
+
+    def second_stage(self) -> list[dict]:
+        """The other seeds at each chosen rate, and the methods that borrow a chosen rate."""
+        runs = []
+        for task in self.config.get("tasks", ["rotten_tomatoes"]):
+            for method, spec in self.methods.items():
+                source = method if "learning_rates" in spec else spec.get("learning_rate_from")
+                if source is None:
+                    continue
+                lr = self.chosen_rate(task, source)
+                seeds = [s for s in self.seeds if s not in self.tune_seeds] if source == method else self.seeds
+                runs += [self.run(task, method, s, lr) for s in seeds]
+        return runs
+
+    def chosen_rate(self, task: str, method: str) -> float:
+        spec = self.methods[method]
+        options = {lr: [self.run(task, method, s, lr) for s in self.tune_seeds] for lr in spec["learning_rates"]}
+        scores = {lr: statistics.mean(_metric(read(r), "validation") for r in runs) for lr, runs in options.items()}
+        return max(scores, key=scores.get)
 
 
-def run_grid(config_path: str) -> str:
+def read(run: dict) -> dict:
+    with open(run["copy"], encoding="utf-8") as fh:
+        return json.load(fh)
+
+
+def _execute(run: dict, threads: int) -> str | None:
+    """One run in a child process; returns an error text, or None when it finished."""
+    start = time.perf_counter()
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    proc = subprocess.run([sys.executable, "-m", "prunepeft", *run["args"]], capture_output=True, text=True, env=env)
+    if proc.returncode != 0:
+        return f"{run['dir']} (exit {proc.returncode}):\n{proc.stderr[-2000:]}"
+    with open(os.path.join(run["dir"], "results.json"), encoding="utf-8") as fh:
+        results = json.load(fh)
+    results["bench"] = {**{k: run[k] for k in ("task", "method", "lr", "seed")}, "threads": threads,
+                        "wall_s": round(time.perf_counter() - start, 1)}  # fmt: skip
+    os.makedirs(os.path.dirname(run["copy"]), exist_ok=True)
+    with open(run["copy"] + ".tmp", "w", encoding="utf-8") as fh:
+        json.dump(results, fh, indent=2)
+    os.replace(run["copy"] + ".tmp", run["copy"])
+    return None
+
+
+def _run_all(runs: list[dict], jobs: int) -> list[str]:
+    todo = [r for r in runs if not os.path.exists(r["copy"])]
+    print(f"{len(runs) - len(todo)} of {len(runs)} runs done earlier; {len(todo)} to run, {jobs} at a time", flush=True)
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+
+    def one(item):
+        i, run = item
+        print(f"[{i}/{len(todo)}] start {run['dir']}: prunepeft {' '.join(run['args'])}", flush=True)
+        error = _execute(run, threads)
+        print(f"[{i}/{len(todo)}] {'FAILED' if error else 'done'} {run['dir']}", flush=True)
+        return error
+
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        return [e for e in pool.map(one, enumerate(todo, 1)) if e]
+
+
+def run_grid(config_path: str, jobs: int | None = None) -> str:
     config = load_yaml(config_path)
     name = config.get("name") or os.path.splitext(os.path.basename(config_path))[0]
-    root = config.get("output", os.path.join("benchmarks", "runs", name))
-    runs = plan(config, root)
-    for i, run in enumerate(runs, 1):
-        done = os.path.join(run["dir"], "results.json")
-        if os.path.exists(done):
-            print(f"[{i}/{len(runs)}] {run['dir']}: done earlier, skipped")
-            continue
-        print(f"[{i}/{len(runs)}] {run['dir']}: prunepeft {' '.join(run['args'])}", flush=True)
-        start = time.perf_counter()
-        proc = subprocess.run([sys.executable, "-m", "prunepeft", *run["args"]], capture_output=True, text=True)
-        if proc.returncode != 0:
-            raise ConfigError(f"run {run['dir']} failed:\n{proc.stderr[-3000:]}")
-        # peak resident memory of the largest finished child so far (Linux: KiB)
-        peak_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-        with open(done, encoding="utf-8") as fh:
-            results = json.load(fh)
-        results["bench"] = {**{k: run[k] for k in ("task", "method", "lr", "seed")}, "peak_rss_mib_upper": peak_mib,
-                            "wall_s": round(time.perf_counter() - start, 1)}  # fmt: skip
-        with open(done, "w", encoding="utf-8") as fh:
-            json.dump(results, fh, indent=2)
-    return aggregate(name, root, runs)
+    grid = Grid(config, name, config.get("output", os.path.join("benchmarks", "runs", name)),
+                os.path.join("benchmarks", "results", name))  # fmt: skip
+    jobs = jobs or int(config.get("jobs", 1))
+    require(jobs >= 1, f"--jobs must be at least 1, got {jobs}.")
+    errors = _run_all(grid.first_stage(), jobs)
+    if not errors:
+        errors = _run_all(grid.second_stage(), jobs)
+    from prunepeft.bench_table import write_table
 
-
-def aggregate(name: str, root: str, runs: list[dict]) -> str:
-    """benchmarks/results/NAME.md: per task, the best learning rate of each method on validation, then
-    test mean and spread over seeds, parameters and search cost."""
-    rows: dict[tuple, list[dict]] = {}
-    for run in runs:
-        path = os.path.join(run["dir"], "results.json")
-        if os.path.exists(path):
-            with open(path, encoding="utf-8") as fh:
-                rows.setdefault((run["task"], run["method"], run["lr"]), []).append(json.load(fh))
-    lines = [
-        f"# Benchmark `{name}`",
-        "",
-        "Learning rates chosen on validation (mean over seeds); test evaluated once per run.",
-        "",
-    ]
-    lines.append(
-        "| task | method | lr | seeds | test (mean ± std) | validation | PEFT params | % of base | search / train |"
-    )
-    lines.append("|---|---|---|---|---|---|---|---|---|")
-    for task in sorted({k[0] for k in rows}):
-        for method in sorted({k[1] for k in rows if k[0] == task}):
-            options = {k[2]: v for k, v in rows.items() if k[0] == task and k[1] == method}
-            lr, results = max(options.items(), key=lambda item: _mean(item[1], "validation"))
-            test = [_metric(r, "test") for r in results]
-            spread = statistics.stdev(test) if len(test) > 1 else 0.0
-            ratio = [r["time_s"].get("search_to_train_ratio") for r in results]
-            ratio_text = f"{statistics.mean(ratio):.2f}" if all(x is not None for x in ratio) else "-"
-            p = results[0]["params"]
-            lines.append(
-                f"| {task} | {method} | {lr or '-'} | {len(results)} | {statistics.mean(test):.4f} ± {spread:.4f} | "
-                f"{_mean(results, 'validation'):.4f} | {p['peft']:,} | {p['peft_percent_of_base']:.3f}% | "
-                f"{ratio_text} |"
-            )
-    os.makedirs(os.path.join("benchmarks", "results"), exist_ok=True)
-    path = os.path.join("benchmarks", "results", f"{name}.md")
-    with open(path, "w", encoding="utf-8") as fh:
-        fh.write("\n".join(lines) + "\n")
+    path = write_table(grid)
+    if errors:
+        raise ConfigError(f"{len(errors)} run(s) failed (finished runs are kept; rerun to resume):\n" + errors[0])
     return path
 
 
 def _metric(results: dict, split: str) -> float:
     key = ("eval_" if split == "validation" else "test_") + results["metric"]
     return float(results[split].get(key, float("nan")))
-
-
-def _mean(results: list[dict], split: str) -> float:
-    return statistics.mean(_metric(r, split) for r in results)

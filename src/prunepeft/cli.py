@@ -109,6 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     b = sub.add_parser("bench", help="run a grid of methods x tasks x seeds from a YAML file, then tabulate")
     b.add_argument("--config", required=True, help="e.g. benchmarks/quick.yaml")
+    b.add_argument("--jobs", type=int, help="runs at once, sharing the cores (default: the config's jobs, or 1)")
     b.add_argument("--debug", action="store_true", help="show full tracebacks")
 
     r = sub.add_parser("report", help="write report.html with plots for a run (or a folder of runs)")
@@ -160,7 +161,7 @@ def run(args) -> dict | None:
     if args.command == "bench":
         from prunepeft.bench import run_grid
 
-        print(f"written to {run_grid(args.config)}")
+        print(f"written to {run_grid(args.config, args.jobs)}")
         return None
     if args.command == "report":
         from prunepeft.report import write_report

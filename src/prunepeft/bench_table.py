@@ -1,0 +1,145 @@
+"""The tables and plots of a benchmark: benchmarks/results/NAME.md, NAME_params.png and NAME_search_cost.png.
+
+Runs not finished yet are left out (a row shows how many seeds it has), so the table can be written at any time.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+
+from prunepeft.bench import Grid, _metric, read
+
+
+def rows(grid: Grid) -> list[dict]:
+    """One row per task and method: the chosen rate and the finished runs at it."""
+    out = []
+    for task in grid.config.get("tasks", ["rotten_tomatoes"]):
+        for method, spec in grid.methods.items():
+            source = method if "learning_rates" in spec else spec.get("learning_rate_from")
+            lr = None
+            if source is not None:
+                tune = [grid.run(task, source, s, r) for r in grid.methods[source]["learning_rates"]
+                        for s in grid.tune_seeds]  # fmt: skip
+                if not all(os.path.exists(r["copy"]) for r in tune):
+                    continue  # the learning rate is not chosen yet
+                lr = grid.chosen_rate(task, source)
+            runs = [grid.run(task, method, s, lr) for s in grid.seeds]
+            results = [read(r) for r in runs if os.path.exists(r["copy"])]
+            if results:
+                out.append({"task": runs[0]["task"], "method": method, "lr": lr, "results": results})
+    return out
+
+
+def _stats(values: list[float]) -> tuple[float, float]:
+    return statistics.mean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
+def summarise(row: dict) -> dict:
+    results = row["results"]
+    test_mean, test_std = _stats([_metric(r, "test") for r in results])
+    p = results[0]["params"]
+    ratios = [r["time_s"].get("search_to_train_ratio") for r in results]
+    search = [r["time_s"].get("search_s") for r in results]
+    return {
+        **{k: row[k] for k in ("task", "method", "lr")},
+        "seeds": len(results),
+        "metric": results[0]["metric"],
+        "test": test_mean,
+        "test_std": test_std,
+        "validation": statistics.mean(_metric(r, "validation") for r in results),
+        "peft": p["peft"],
+        "with_head": p["peft"] + p["head"],
+        "percent": p["peft_percent_of_base"],
+        "search_s": statistics.mean(search) if all(x is not None for x in search) else None,
+        "train_s": statistics.mean(r["time_s"]["final_train_s"] for r in results),
+        "ratio": statistics.mean(ratios) if all(x is not None for x in ratios) else None,
+        "peak_rss": max(r.get("memory_mib", {}).get("peak_rss", 0.0) for r in results),
+    }
+
+
+def _fmt(value, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def markdown(grid: Grid, summaries: list[dict]) -> str:
+    lines = [
+        f"# Benchmark `{grid.name}`",
+        "",
+        f"Reproduce: `prunepeft bench --config benchmarks/{grid.name}.yaml` (finished runs are read from "
+        f"`benchmarks/results/{grid.name}/runs/` and not rerun). Learning rates are chosen per task and method on "
+        f"the validation split (mean over seeds {grid.tune_seeds}); test is evaluated once per run and never used "
+        "to choose anything. Test and validation are mean ± sample std over seeds. PEFT params exclude the "
+        "classification head (trained by every method); `with head` includes it. Times are wall seconds; "
+        "search / train is the search's time over the final training's time in the same run.",
+        "",
+        "| task | method | lr | seeds | test | validation | PEFT params | with head | % of base | search s | train s "
+        "| search / train | peak RSS MiB |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for s in summaries:
+        lines.append(
+            f"| {s['task']} | {s['method']} | {_fmt(s['lr'], 'g')} | {s['seeds']} | "
+            f"{s['test']:.4f} ± {s['test_std']:.4f} | {s['validation']:.4f} | {s['peft']:,} | {s['with_head']:,} | "
+            f"{s['percent']:.3f}% | {_fmt(s['search_s'], '.0f')} | {s['train_s']:.0f} | {_fmt(s['ratio'], '.2f')} | "
+            f"{s['peak_rss']:.0f} |"
+        )
+    tasks = sorted({s["task"] for s in summaries})
+    lines += ["", f"## Average over tasks ({', '.join(tasks)})", "",
+              "| method | test (mean of task means) | % of base | search / train |", "|---|---|---|---|"]  # fmt: skip
+    for method in grid.methods:
+        mine = [s for s in summaries if s["method"] == method]
+        if len(mine) == len(tasks) and mine:
+            ratio = [s["ratio"] for s in mine]
+            ratio_text = _fmt(statistics.mean(ratio) if None not in ratio else None, ".2f")
+            lines.append(f"| {method} | {statistics.mean(s['test'] for s in mine):.4f} | "
+                         f"{statistics.mean(s['percent'] for s in mine):.3f}% | {ratio_text} |")  # fmt: skip
+    lines += ["", f"![test metric vs PEFT parameters]({grid.name}_params.png)", "",
+              f"![search cost per method]({grid.name}_search_cost.png)", ""]  # fmt: skip
+    return "\n".join(lines)
+
+
+def plot(grid: Grid, summaries: list[dict]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tasks = sorted({s["task"] for s in summaries})
+    if not tasks:
+        return
+    fig, axes = plt.subplots(1, len(tasks), figsize=(6 * len(tasks), 4.5), squeeze=False)
+    for ax, task in zip(axes[0], tasks, strict=True):
+        for s in (s for s in summaries if s["task"] == task):
+            ax.errorbar(s["with_head"], s["test"], yerr=s["test_std"], fmt="o", capsize=3)
+            ax.annotate(s["method"], (s["with_head"], s["test"]), fontsize=7, xytext=(3, 3),
+                        textcoords="offset points")  # fmt: skip
+        ax.set_xscale("log")
+        ax.set_xlabel("trainable parameters incl. head (log)")
+        ax.set_ylabel(f"test {summaries[0]['metric']} (mean ± std over seeds)")
+        ax.set_title(task)
+    fig.tight_layout()
+    fig.savefig(os.path.join("benchmarks", "results", f"{grid.name}_params.png"), dpi=110)
+    plt.close(fig)
+
+    searched = [s for s in summaries if s["ratio"] is not None]
+    fig, ax = plt.subplots(figsize=(8, 4))
+    labels = [f"{s['method']}\n{s['task']}" for s in searched]
+    ax.bar(range(len(searched)), [s["ratio"] for s in searched])
+    ax.set_xticks(range(len(searched)), labels, rotation=60, ha="right", fontsize=7)
+    ax.axhline(0.30, linestyle="--", color="grey", label="paper: 0.30")
+    ax.set_ylabel("search time / final training time")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(os.path.join("benchmarks", "results", f"{grid.name}_search_cost.png"), dpi=110)
+    plt.close(fig)
+
+
+def write_table(grid: Grid) -> str:
+    summaries = [summarise(r) for r in rows(grid)]
+    os.makedirs(os.path.join("benchmarks", "results"), exist_ok=True)
+    path = os.path.join("benchmarks", "results", f"{grid.name}.md")
+    with open(path, "w", encoding="utf-8") as fh:
+        fh.write(markdown(grid, summaries))
+    plot(grid, summaries)
+    return path
