@@ -58,6 +58,16 @@ def test_decoder_classification_search(request, csv_task, tmp_path, fixture):  #
     assert results["params"]["head"] > 0  # the score head of ...ForSequenceClassification
 
 
+def test_lora_baseline_finds_the_decoder_projections(tiny_llama_dir, csv_task, tmp_path):  # noqa: F811
+    out = tmp_path / "lora"
+    args = ["train", "--method", "lora", "--model", tiny_llama_dir, "--task", csv_task, "--output-dir", str(out),
+            "--epochs", "1", "--batch-size", "16", "--max-length", "16", "--lora-rank", "4", "--no-progress"]  # fmt: skip
+    assert prunepeft.cli.main(args) == 0
+    params = json.loads((out / "results.json").read_text())["params"]
+    assert params["lora_targets"] == ["self_attn.q_proj", "self_attn.v_proj"]
+    assert params["peft"] == 2 * 4 * (32 + 32) + 2 * 4 * (32 + 16)  # 2 layers; q is 32->32, v is 32->16 (2 kv heads)
+
+
 def test_prompt_tokens_carry_no_loss(instructions):
     task = load_instructions(instructions, "question", "solution", "final")
     tokenizer = AutoTokenizer.from_pretrained(MINILM)

@@ -11,6 +11,7 @@ from transformers import TrainerCallback, set_seed
 
 from prunepeft.distributed import is_main_process
 from prunepeft.jobs import (
+    RunError,
     RunOptions,
     build_model,
     cleanup,
@@ -23,7 +24,7 @@ from prunepeft.jobs import (
 )
 from prunepeft.models import count_params, load_model
 from prunepeft.recipe import Recipe, write_json_atomic
-from prunepeft.space import SpaceSettings, attach_all, build_space, map_model
+from prunepeft.space import SpaceSettings, attach_all, build_space
 from prunepeft.training import TrainSettings, steps_per_epoch
 
 PEFT_METHODS = ("lora", "dora", "adalora")
@@ -61,6 +62,12 @@ def train_baseline(
     if method == "full":
         model.requires_grad_(True)
     else:
+        if not targets:  # the attention's query and value projections, whatever the family calls them
+            roles = opts.model_map(loaded.model).roles
+            if not roles.get("q") or not roles.get("v"):
+                raise RunError("no query/value projections were recognised in this model; name the modules for "
+                               "LoRA with --lora-targets (e.g. --lora-targets q_proj,v_proj).")  # fmt: skip
+            targets = [*roles["q"], *roles["v"]]
         model, callbacks, params = _peft_model(loaded, method, task, train, rank, alpha, targets)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     wall, history, test = fit_and_test(model, loaded.tokenizer, task, train, opts.output_dir, callbacks=callbacks)
@@ -107,7 +114,7 @@ def _train_ours(opts: RunOptions, train: TrainSettings, method: str, space: Spac
     task = load_data(opts, train.seed)
     loaded = build_model(opts, task, train.seed)  # only to map the model and count the candidates
     base, head = count_params(loaded.model, loaded.head_names)
-    model_map = map_model(loaded.model, opts.layers_path, {r: tuple(n) for r, n in opts.targets.items()})
+    model_map = opts.model_map(loaded.model)
     specs = build_space(model_map, space)
     if method == "adapter":
         specs = [s for s in specs if s.kind == "serial_ffn"]

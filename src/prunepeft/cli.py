@@ -98,7 +98,11 @@ def build_parser() -> argparse.ArgumentParser:
         "adapter (a serial adapter on every layer), supernet (every candidate, no pruning)",
     )  # fmt: skip
     _space_flags(t)
-    t.add_argument("--lora-targets", default="query,value", help="comma-separated module names (peft methods)")
+    t.add_argument(
+        "--lora-targets",
+        default="",
+        help="comma-separated module names for peft methods (default: the model's q and v projections)",
+    )
 
     e = sub.add_parser("export", help="write a run as a peft LoRA folder, or merged into a standalone model")
     e.add_argument("run_dir", help="the --output-dir of a finished search or train run")

@@ -45,6 +45,12 @@ class RunOptions:
     gguf_file: str | None = None  # a GGUF checkpoint, dequantised for training (needs the gguf package)
     overwrite: bool = False
 
+    def model_map(self, model):
+        """Blocks and role targets of ``model``, with --layers-path and --target applied."""
+        from prunepeft.space import map_model
+
+        return map_model(model, self.layers_path, {role: tuple(names) for role, names in self.targets.items()})
+
 
 class RunError(RuntimeError):
     """A job cannot start as asked."""

@@ -41,7 +41,7 @@ from prunepeft.jobs import (
 from prunepeft.models import ModelError, count_params
 from prunepeft.recipe import Recipe, write_json_atomic
 from prunepeft.search import BudgetError, Pruner, SearchSettings, WarmupVoter, default_k, parse_budget
-from prunepeft.space import SpaceError, SpaceSettings, attach_all, build_space, map_model
+from prunepeft.space import SpaceError, SpaceSettings, attach_all, build_space
 from prunepeft.training import TrainSettings, make_trainer, steps_per_epoch, timed_train
 
 LOG = "search_log.jsonl"
@@ -121,7 +121,7 @@ def find_recipe(
     model, tokenizer = loaded.model, loaded.tokenizer
     base_params, head_params = count_params(model, loaded.head_names)
     budget_params = parse_budget(settings.budget, base_params)
-    model_map = map_model(model, opts.layers_path, {r: tuple(n) for r, n in opts.targets.items()})
+    model_map = opts.model_map(model)
     candidates = {c.spec.name: c for c in attach_all(model, build_space(model_map, space))}
     sizes = {n: c.n_params for n, c in candidates.items()}
     _check_budget(settings.budget, budget_params, sizes)
