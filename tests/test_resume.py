@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import pytest
+from safetensors import safe_open
 
 from test_search import csv_task  # noqa: F401  (fixture)
 
@@ -74,6 +75,9 @@ def test_damaged_checkpoint_is_refused_clearly(tiny_bert_dir, csv_task, tmp_path
     assert killed.returncode == -9
     checkpoints = sorted((out / "_search").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
     weights = checkpoints[-1] / "model.safetensors"
+    with safe_open(str(weights), "pt") as saved:  # slim: the trained tensors only, never the frozen base
+        keys = set(saved.keys())
+    assert keys and all("classifier" in k or ".lora_" in k or "adapter" in k for k in keys), sorted(keys)[:5]
     weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])  # truncated
     resumed = _run("search", "--resume", str(out))
     assert resumed.returncode == 2
