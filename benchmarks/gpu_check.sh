@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
 export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 RUN_DIR=${RUN_DIR:-runs/gpu_check}
-SAMPLES=${SAMPLES:-4000}  # smaller values check the script itself on a CPU
+SAMPLES=${SAMPLES:-4000}  # 'all' for the whole training split; small values check the script itself on a CPU
 EPOCHS=${EPOCHS:-2}
 mkdir -p "$RUN_DIR"
 $PY - "$RUN_DIR/model-small-llama" <<'PY'
@@ -23,7 +23,8 @@ LlamaForCausalLM(config).save_pretrained(sys.argv[1]); tok.save_pretrained(sys.a
 PY
 for model in minilm "$RUN_DIR/model-small-llama"; do
   name=$(basename "$model")
-  common=(--model "$model" --max-train-samples "$SAMPLES" --epochs "$EPOCHS" --overwrite --no-progress)
+  common=(--model "$model" --epochs "$EPOCHS" --overwrite --no-progress)
+  [ "$SAMPLES" = all ] || common+=(--max-train-samples "$SAMPLES")
   $PY -m prunepeft search "${common[@]}" --output-dir "$RUN_DIR/search-$name" > "$RUN_DIR/search-$name.log" 2>&1
   $PY -m prunepeft train --method lora "${common[@]}" --output-dir "$RUN_DIR/lora-$name" > "$RUN_DIR/lora-$name.log" 2>&1
   $PY - "$RUN_DIR/search-$name/results.json" "$RUN_DIR/lora-$name/results.json" "$EPOCHS" <<'PY'
@@ -33,7 +34,8 @@ steps = math.ceil(r["sizes"]["train"] / 32) * float(sys.argv[3])
 search_mem, lora_mem = r["params"]["search_memory_mib"], lora["memory_mib"]
 print(f"{r['model']}: {1000 * t['final_train_s'] / steps:.1f} ms/step (final training, batch 32), "
       f"{1000 * lora['time_s']['final_train_s'] / steps:.1f} ms/step (peft LoRA), "
-      f"search/train {t['search_to_train_ratio']:.2f}, test {r['metric']} {r['test']['test_' + r['metric']]:.4f}, "
+      f"search {t['search_s']:.1f} s (warm-up {t['warmup_s']:.1f} s) / final training {t['final_train_s']:.1f} s "
+      f"= {t['search_to_train_ratio']:.2f}, {r['sizes']['train']} examples, test {r['metric']} {r['test']['test_' + r['metric']]:.4f}, "
       f"peak GPU MiB search {search_mem.get('peak_gpu')} vs LoRA run {lora_mem.get('peak_gpu')}, "
       f"machine {r['machine'].get('cuda')}")
 PY

@@ -142,8 +142,23 @@ def _fault_injection(output_dir: str) -> list[TrainerCallback]:
     return []
 
 
+_WARMED: set[str] = set()
+
+
+def warm_device(device: torch.device) -> None:
+    """Start the GPU's context and matrix libraries once per process, untimed, so that whichever phase comes
+    first (the search, or a baseline's training) is not charged seconds of one-off start-up."""
+    if device.type != "cuda" or str(device) in _WARMED:
+        return
+    x = torch.ones(256, 256, device=device)
+    for dtype in (torch.float32, torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16):
+        (x.to(dtype) @ x.to(dtype)).sum().item()
+    _WARMED.add(str(device))
+
+
 def timed_train(trainer: Trainer, resume_from: str | None = None) -> tuple[float, list[dict]]:
     """Train (from a checkpoint, if given); return wall seconds and the validation metrics logged."""
+    warm_device(trainer.args.device)
     start = time.perf_counter()
     trainer.train(resume_from_checkpoint=resume_from)
     wall = time.perf_counter() - start
