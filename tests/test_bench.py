@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from prunepeft.bench import Grid, run_grid
+from prunepeft.bench import Grid, _flags, done, run_grid
 from prunepeft.config import ConfigError
 from test_search import csv_task  # noqa: F401  (fixture)
 
@@ -21,11 +21,11 @@ def test_stages_tune_on_the_tune_seeds_then_run_the_rest(tmp_path):
     # per task: lora 2 rates x tune seed 0, plain 3 seeds; the ablation waits for lora's rate
     assert len(first) == 2 * (2 + 3)
     assert {r["dir"] for r in first} >= {"root/a/lora/lr0.001-s0", "root/b/plain/s2"}
+    (tmp_path / "runs").mkdir()
+    assert g.second_stage() == []  # nothing tuned yet: nothing waits on a guess
     for r in first:  # validation prefers 5e-4 on task a, 1e-3 on task b
         better = (r["task"] == "a") == (r["lr"] == 5e-4)
-        (tmp_path / "runs").mkdir(exist_ok=True)
-        with open(r["copy"], "w") as fh:
-            json.dump({"metric": "accuracy", "validation": {"eval_accuracy": 0.9 if better else 0.5}}, fh)
+        _fake(r, {"metric": "accuracy", "validation": {"eval_accuracy": 0.9 if better else 0.5}})
     second = {(r["task"], r["method"], r["lr"], r["seed"]) for r in g.second_stage()}
     assert second == {
         ("a", "lora", 5e-4, 1),
@@ -35,6 +35,31 @@ def test_stages_tune_on_the_tune_seeds_then_run_the_rest(tmp_path):
     } | {(t, "ablation", lr, s) for t, lr in (("a", 5e-4), ("b", 1e-3)) for s in (0, 1, 2)}
 
 
+def _fake(run, results):
+    with open(run["copy"], "w") as fh:
+        json.dump({**results, "bench": {"args": run["args"]}}, fh)
+
+
+def test_rate_choice_minds_losses_nan_ties_and_stale_runs(tmp_path):
+    g = grid(m={"learning_rates": ["1e-3", 0.003, 0.01]})  # YAML reads 1e-3 as a string
+    g.results_dir = str(tmp_path)
+    (tmp_path / "runs").mkdir()
+    assert g.methods["m"]["learning_rates"] == [0.001, 0.003, 0.01]
+    runs = {lr: g.run("a", "m", 0, lr) for lr in (0.001, 0.003, 0.01)}
+    losses = {0.001: 0.9, 0.003: 0.4, 0.01: float("nan")}
+    for lr, run in runs.items():
+        _fake(run, {"metric": "loss", "validation": {"eval_loss": losses[lr]}})
+    assert g.chosen_rate("a", "m") == 0.003  # the lowest loss, and NaN never wins
+    for lr, run in runs.items():  # equal accuracy: the lower validation loss breaks the tie
+        _fake(run, {"metric": "accuracy", "validation": {"eval_accuracy": 0.8, "eval_loss": {0.01: 0.3}.get(lr, 0.5)}})
+    assert g.chosen_rate("a", "m") == 0.01
+    assert done(runs[0.01])
+    changed = grid(m={"learning_rates": [0.01], "flags": {"epochs": 2}})
+    changed.results_dir = str(tmp_path)
+    assert not done(changed.run("a", "m", 0, 0.01))  # other settings: the old copy does not count
+    assert _flags({"search_eval_samples": 0, "x": False, "y": None, "z": True}) == ["--search-eval-samples", "0", "--z"]
+
+
 def test_bad_configs_are_refused():
     with pytest.raises(ConfigError, match="unknown keys"):
         Grid({"methods": {"a": {}}, "seed": [0]}, "g", "root", "res")
@@ -42,6 +67,10 @@ def test_bad_configs_are_refused():
         grid(x={"learning_rate_from": "nothing"})
     with pytest.raises(ConfigError, match="unknown keys"):
         grid(x={"learning_rate": 1e-3})
+    with pytest.raises(ConfigError, match="must be numbers"):
+        grid(x={"learning_rates": []})
+    with pytest.raises(ConfigError, match="share a name"):
+        Grid({"tasks": ["a/train.csv", "b/train.csv"], "methods": {"x": None}}, "g", "root", "res")
 
 
 def test_grid_runs_skips_and_tabulates(tiny_bert_dir, csv_task, tmp_path, monkeypatch):  # noqa: F811

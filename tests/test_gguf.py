@@ -11,6 +11,7 @@ import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
+import prunepeft
 from prunepeft.cli import main
 from test_search import BAD, GOOD, csv_task  # noqa: F401  (fixture)
 
@@ -119,3 +120,6 @@ def test_search_on_a_gguf_model(gguf_dir, csv_task, tmp_path):  # noqa: F811
     results = json.loads((out / "results.json").read_text())
     assert results["params"]["peft"] <= 1000 and 0.0 <= results["test"]["test_accuracy"] <= 1.0
     assert json.loads((out / "run_config.json").read_text())["run"]["gguf_file"] == "tiny-q8_0.gguf"
+    model = prunepeft.load(None, str(out)).eval()  # rebuilt on the GGUF base named in the recipe
+    with torch.no_grad():
+        assert model(torch.tensor([[1, 40, 5, 9]])).logits.shape == (1, 2)

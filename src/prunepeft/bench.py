@@ -17,6 +17,7 @@ is not run again: a committed benchmark resumes on any machine.
 from __future__ import annotations
 
 import json
+import math
 import os
 import statistics
 import subprocess
@@ -27,6 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 from prunepeft.config import ConfigError, load_yaml, require
 
 KEYS = {"name", "model", "tasks", "seeds", "common", "methods", "output", "jobs", "tune_seeds"}
+LOWER_IS_BETTER = {"loss", "mse"}
 METHOD_KEYS = {"command", "flags", "learning_rates", "learning_rate_from"}
 
 
@@ -36,7 +38,7 @@ def _flags(mapping: dict) -> list[str]:
         flag = "--" + str(key).replace("_", "-")
         if value is True:
             out.append(flag)
-        elif value not in (False, None):
+        elif value is not False and value is not None:  # 0 is a value
             out += [flag, str(value)]
     return out
 
@@ -52,19 +54,28 @@ class Grid:
         self.methods = {m: spec or {} for m, spec in config["methods"].items()}
         self.seeds = list(config.get("seeds", [0]))
         self.tune_seeds = list(config.get("tune_seeds", self.seeds))
+        require(bool(self.seeds) and bool(self.tune_seeds), "bench config: seeds and tune_seeds must not be empty.")
         require(set(self.tune_seeds) <= set(self.seeds), "bench config: tune_seeds must be among seeds.")
+        labels = [_label(t) for t in config.get("tasks", ["rotten_tomatoes"])]
+        require(len(set(labels)) == len(labels), f"bench config: two tasks share a name ({labels}); rename a file.")
         for method, spec in self.methods.items():
             bad = set(spec) - METHOD_KEYS
             require(not bad, f"bench config: {method} has unknown keys {sorted(bad)}; known: {sorted(METHOD_KEYS)}.")
             require(spec.get("command", "train") in ("search", "train"),
                     f"bench config: {method}.command must be search or train.")  # fmt: skip
+            if "learning_rates" in spec:  # YAML reads 1e-3 as a string; 1.0e-3 as a number
+                try:
+                    spec["learning_rates"] = [float(x) for x in spec["learning_rates"]]
+                except (TypeError, ValueError):
+                    spec["learning_rates"] = []
+                require(bool(spec["learning_rates"]), f"bench config: {method}.learning_rates must be numbers.")
             source = spec.get("learning_rate_from")
             require(source is None or "learning_rates" in self.methods.get(source, {}),
                     f"bench config: {method}.learning_rate_from must name a method with learning_rates.")  # fmt: skip
 
     def run(self, task: str, method: str, seed: int, lr: float | None) -> dict:
         spec = self.methods[method]
-        label = os.path.splitext(os.path.basename(task))[0]  # a file path becomes its name
+        label = _label(task)
         leaf = f"lr{lr}-s{seed}" if lr else f"s{seed}"
         flags = {**self.config.get("common", {}), **spec.get("flags", {}), "seed": seed}
         if lr:
@@ -92,18 +103,48 @@ class Grid:
         for task in self.config.get("tasks", ["rotten_tomatoes"]):
             for method, spec in self.methods.items():
                 source = method if "learning_rates" in spec else spec.get("learning_rate_from")
-                if source is None:
-                    continue
+                if source is None or not self.tuned(task, source):
+                    continue  # not tuned yet (or a tuning run failed): its other runs wait
                 lr = self.chosen_rate(task, source)
                 seeds = [s for s in self.seeds if s not in self.tune_seeds] if source == method else self.seeds
                 runs += [self.run(task, method, s, lr) for s in seeds]
         return runs
 
+    def tuning_runs(self, task: str, method: str) -> dict[float, list[dict]]:
+        rates = self.methods[method]["learning_rates"]
+        return {lr: [self.run(task, method, s, lr) for s in self.tune_seeds] for lr in rates}
+
+    def tuned(self, task: str, method: str) -> bool:
+        return all(done(r) for runs in self.tuning_runs(task, method).values() for r in runs)
+
     def chosen_rate(self, task: str, method: str) -> float:
-        spec = self.methods[method]
-        options = {lr: [self.run(task, method, s, lr) for s in self.tune_seeds] for lr in spec["learning_rates"]}
-        scores = {lr: statistics.mean(_metric(read(r), "validation") for r in runs) for lr, runs in options.items()}
+        """The rate with the best mean validation score over the tune seeds (ties: lower validation loss)."""
+        scores = {lr: tuple(statistics.mean(x) for x in zip(*(_score(read(r)) for r in runs), strict=True))
+                  for lr, runs in self.tuning_runs(task, method).items()}  # fmt: skip
         return max(scores, key=scores.get)
+
+
+def _label(task: str) -> str:
+    return os.path.splitext(os.path.basename(task))[0]  # a file path becomes its name
+
+
+def done(run: dict) -> bool:
+    """Finished with these very settings: a copy whose recorded command line is this run's."""
+    if not os.path.exists(run["copy"]):
+        return False
+    results = read(run)
+    recorded = results.get("bench", {}).get("args") or results.get("command", "").split(" ")[1:]
+    return recorded == run["args"]
+
+
+def _score(results: dict) -> tuple[float, float]:
+    """Higher is better: the validation metric (negated for losses), then minus the validation loss."""
+    value = _metric(results, "validation")
+    if results["metric"] in LOWER_IS_BETTER:
+        value = -value
+    loss = float(results["validation"].get("eval_loss", float("nan")))
+    nan_low = lambda x: float("-inf") if math.isnan(x) else x  # noqa: E731
+    return nan_low(value), nan_low(-loss)
 
 
 def read(run: dict) -> dict:
@@ -120,7 +161,7 @@ def _execute(run: dict, threads: int) -> str | None:
         return f"{run['dir']} (exit {proc.returncode}):\n{proc.stderr[-2000:]}"
     with open(os.path.join(run["dir"], "results.json"), encoding="utf-8") as fh:
         results = json.load(fh)
-    results["bench"] = {**{k: run[k] for k in ("task", "method", "lr", "seed")}, "threads": threads,
+    results["bench"] = {**{k: run[k] for k in ("task", "method", "lr", "seed", "args")}, "threads": threads,
                         "wall_s": round(time.perf_counter() - start, 1)}  # fmt: skip
     os.makedirs(os.path.dirname(run["copy"]), exist_ok=True)
     with open(run["copy"] + ".tmp", "w", encoding="utf-8") as fh:
@@ -130,7 +171,7 @@ def _execute(run: dict, threads: int) -> str | None:
 
 
 def _run_all(runs: list[dict], jobs: int) -> list[str]:
-    todo = [r for r in runs if not os.path.exists(r["copy"])]
+    todo = [r for r in runs if not done(r)]
     print(f"{len(runs) - len(todo)} of {len(runs)} runs done earlier; {len(todo)} to run, {jobs} at a time", flush=True)
     threads = max(1, (os.cpu_count() or 1) // jobs)
 
@@ -153,8 +194,7 @@ def run_grid(config_path: str, jobs: int | None = None) -> str:
     jobs = jobs or int(config.get("jobs", 1))
     require(jobs >= 1, f"--jobs must be at least 1, got {jobs}.")
     errors = _run_all(grid.first_stage(), jobs)
-    if not errors:
-        errors = _run_all(grid.second_stage(), jobs)
+    errors += _run_all(grid.second_stage(), jobs)
     from prunepeft.bench_table import write_table
 
     path = write_table(grid)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import statistics
 
-from prunepeft.bench import Grid, _metric, read
+from prunepeft.bench import Grid, _metric, done, read
 
 
 def rows(grid: Grid) -> list[dict]:
@@ -19,13 +19,11 @@ def rows(grid: Grid) -> list[dict]:
             source = method if "learning_rates" in spec else spec.get("learning_rate_from")
             lr = None
             if source is not None:
-                tune = [grid.run(task, source, s, r) for r in grid.methods[source]["learning_rates"]
-                        for s in grid.tune_seeds]  # fmt: skip
-                if not all(os.path.exists(r["copy"]) for r in tune):
+                if not grid.tuned(task, source):
                     continue  # the learning rate is not chosen yet
                 lr = grid.chosen_rate(task, source)
             runs = [grid.run(task, method, s, lr) for s in grid.seeds]
-            results = [read(r) for r in runs if os.path.exists(r["copy"])]
+            results = [read(r) for r in runs if done(r)]
             if results:
                 out.append({"task": runs[0]["task"], "method": method, "lr": lr, "results": results})
     return out
@@ -38,7 +36,10 @@ def _stats(values: list[float]) -> tuple[float, float]:
 def summarise(row: dict) -> dict:
     results = row["results"]
     test_mean, test_std = _stats([_metric(r, "test") for r in results])
-    p = results[0]["params"]
+    peft = statistics.mean(r["params"]["peft"] for r in results)  # a search may keep a different size per seed
+    head = results[0]["params"]["head"]
+    with_head = peft if row["method"] == "full" else peft + head  # full fine-tuning's count has the head in it
+    percent = statistics.mean(r["params"]["peft_percent_of_base"] for r in results)
     ratios = [r["time_s"].get("search_to_train_ratio") for r in results]
     search = [r["time_s"].get("search_s") for r in results]
     return {
@@ -48,9 +49,9 @@ def summarise(row: dict) -> dict:
         "test": test_mean,
         "test_std": test_std,
         "validation": statistics.mean(_metric(r, "validation") for r in results),
-        "peft": p["peft"],
-        "with_head": p["peft"] + p["head"],
-        "percent": p["peft_percent_of_base"],
+        "peft": peft,
+        "with_head": with_head,
+        "percent": percent,
         "search_s": statistics.mean(search) if all(x is not None for x in search) else None,
         "train_s": statistics.mean(r["time_s"]["final_train_s"] for r in results),
         "ratio": statistics.mean(ratios) if all(x is not None for x in ratios) else None,
@@ -70,7 +71,8 @@ def markdown(grid: Grid, summaries: list[dict]) -> str:
         f"`benchmarks/results/{grid.name}/runs/` and not rerun). Learning rates are chosen per task and method on "
         f"the validation split (mean over seeds {grid.tune_seeds}); test is evaluated once per run and never used "
         "to choose anything. Test and validation are mean ± sample std over seeds. PEFT params exclude the "
-        "classification head (trained by every method); `with head` includes it. Times are wall seconds; "
+        "classification head (trained by every method); `with head` includes it; for a search they are the mean "
+        "over seeds, since each seed may keep a different configuration. Times are wall seconds; "
         "search / train is the search's time over the final training's time in the same run.",
         "",
         "| task | method | lr | seeds | test | validation | PEFT params | with head | % of base | search s | train s "
@@ -80,9 +82,9 @@ def markdown(grid: Grid, summaries: list[dict]) -> str:
     for s in summaries:
         lines.append(
             f"| {s['task']} | {s['method']} | {_fmt(s['lr'], 'g')} | {s['seeds']} | "
-            f"{s['test']:.4f} ± {s['test_std']:.4f} | {s['validation']:.4f} | {s['peft']:,} | {s['with_head']:,} | "
-            f"{s['percent']:.3f}% | {_fmt(s['search_s'], '.0f')} | {s['train_s']:.0f} | {_fmt(s['ratio'], '.2f')} | "
-            f"{s['peak_rss']:.0f} |"
+            f"{s['test']:.4f} ± {s['test_std']:.4f} | {s['validation']:.4f} | {s['peft']:,.0f} | "
+            f"{s['with_head']:,.0f} | {s['percent']:.3f}% | {_fmt(s['search_s'], '.0f')} | {s['train_s']:.0f} | "
+            f"{_fmt(s['ratio'], '.2f')} | {s['peak_rss']:.0f} |"
         )
     tasks = sorted({s["task"] for s in summaries})
     lines += ["", f"## Average over tasks ({', '.join(tasks)})", "",

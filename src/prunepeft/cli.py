@@ -32,7 +32,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     g.add_argument("--response-column", help="instruction tuning: the response column (default 'response')")
     g.add_argument("--answer-column", help="instruction tuning: a short answer for exact-match accuracy")
     g.add_argument("--max-train-samples", type=int, help="a stratified subset of the training data")
-    g.add_argument("--gguf-file", help="a GGUF checkpoint (in --model's folder, or a path); needs `pip install gguf`")
+    g.add_argument("--gguf-file", help="a GGUF file in --model's folder (or absolute path); needs `pip install gguf`")
     g.add_argument("--trust-remote-code", action="store_true", help="allow the model's own code (off by default)")
     g.add_argument("--layers-path", help="dotted path of the list of transformer blocks, if not found automatically")
     g.add_argument(

@@ -36,7 +36,8 @@ def load(base_model: str | None, run_dir: str, *, trust_remote_code: bool = Fals
     ``base_model`` is a model directory, hub id or alias; None uses the one named in the recipe.
     """
     recipe = Recipe.load(run_dir)
-    loaded = load_model(base_model or recipe.model, recipe.num_labels, trust_remote_code=trust_remote_code)
+    model_path, gguf_file = recipe.base_model(base_model)
+    loaded = load_model(model_path, recipe.num_labels, trust_remote_code=trust_remote_code, gguf_file=gguf_file)
     model = loaded.model
     freeze_for_peft(model, loaded.head_names)
     attach_all(model, recipe.candidates)

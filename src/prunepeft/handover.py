@@ -63,7 +63,7 @@ def export_peft(run_dir: str, out_dir: str, base_model: str | None = None) -> st
         alpha_pattern={n: m.rank * m.scaling for n, m in loras.items() if m.rank * m.scaling != alpha},
         lora_dropout=max((getattr(m.dropout, "p", 0.0) for m in loras.values()), default=0.0),
         modules_to_save=sorted(head),
-        base_model_name_or_path=resolve_model(base_model or recipe.model),
+        base_model_name_or_path=resolve_model(*recipe.base_model(base_model)),
     )
     os.makedirs(out_dir, exist_ok=True)
     config.save_pretrained(out_dir)
@@ -90,7 +90,8 @@ def verify_peft_folder(out_dir: str, recipe: Recipe, base_model: str | None = No
 
     from prunepeft.models import load_model
 
-    base = load_model(base_model or recipe.model, recipe.num_labels).model
+    model_path, gguf_file = recipe.base_model(base_model)
+    base = load_model(model_path, recipe.num_labels, gguf_file=gguf_file).model
     peft_model = PeftModel.from_pretrained(base, out_dir)
     adapted = {
         name.removeprefix("base_model.model."): m.r["default"]
@@ -114,7 +115,8 @@ def export_merged(run_dir: str, out_dir: str, base_model: str | None = None) -> 
     model.save_pretrained(out_dir, safe_serialization=True)
     from prunepeft.models import load_model
 
-    load_model(base_model or recipe.model, recipe.num_labels).tokenizer.save_pretrained(out_dir)
+    model_path, gguf_file = recipe.base_model(base_model)
+    load_model(model_path, recipe.num_labels, gguf_file=gguf_file).tokenizer.save_pretrained(out_dir)
     return out_dir
 
 

@@ -33,6 +33,12 @@ class Recipe:
     assignment: dict[str, list[str]] = field(default_factory=dict)  # partition -> criteria
     settings: dict = field(default_factory=dict)  # {"run", "space", "search", "train"}
 
+    def base_model(self, override: str | None = None) -> tuple[str, str | None]:
+        """The base model to rebuild on, and its GGUF file name when the run loaded one (None with an override)."""
+        if override:
+            return override, None
+        return self.model, self.settings.get("run", {}).get("gguf_file")
+
     def per_layer(self) -> dict[str, list[str]]:
         """Layer -> the kept candidate kinds with their sizes, e.g. {"0": ["lora_qv (rank 32)"]}."""
         table: dict[str, list[str]] = {str(i): [] for i in range(self.num_layers)}
