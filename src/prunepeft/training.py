@@ -122,6 +122,12 @@ class SlimCheckpointTrainer(Trainer):
             state_dict = {name: p for name, p in model.named_parameters() if p.requires_grad}
         super()._save(output_dir, state_dict=state_dict)
 
+    def _issue_warnings_after_load(self, load_result) -> None:
+        """The frozen base is missing from the checkpoint by design; warn only about trained tensors."""
+        trained = {name for name, p in self.model.named_parameters() if p.requires_grad}
+        missing = [key for key in load_result.missing_keys if key in trained]
+        super()._issue_warnings_after_load(load_result._replace(missing_keys=missing))
+
 
 class _KillAtStep(TrainerCallback):
     def __init__(self, step: int):
