@@ -1,7 +1,8 @@
 """Speed mechanics of the search, written to benchmarks/results/speed.md.
 
-    .venv/bin/python benchmarks/speed.py            # step times (a few minutes) and whole runs (about an hour)
-    .venv/bin/python benchmarks/speed.py --steps    # step times only
+    .venv/bin/python benchmarks/speed.py            # step times (a quarter of an hour) and whole runs (half an hour)
+    .venv/bin/python benchmarks/speed.py --steps    # step times only (--runs: whole runs only); the other
+                                                    # section of benchmarks/results/speed.md is kept
 
 Step times are measured in one process, side by side: the variants take turns in blocks of steps, and each is
 summarised by the median step (forward, backward, AdamW step) over all its blocks, so that load on the machine
@@ -95,12 +96,15 @@ def peft_lora(rank: int):
     return get_peft_model(model, config)
 
 
-def supernet(keep: float = 1.0) -> tuple[torch.nn.Module, dict[str, Candidate]]:
+def supernet(prune: str = "") -> tuple[torch.nn.Module, dict[str, Candidate]]:
+    """All candidates, or with half of them removed: those of the upper layers ("upper") or the lower ("lower")."""
     model, head = minilm()
     specs = build_space(map_model(model), SpaceSettings())
     freeze_for_peft(model, head)
     candidates = dict(zip((s.name for s in specs), attach_all(model, specs), strict=True))
-    for name in list(candidates)[int(len(candidates) * keep) :]:
+    by_layer = sorted(candidates, key=lambda n: candidates[n].spec.layer)
+    half = len(by_layer) // 2
+    for name in {"upper": by_layer[half:], "lower": by_layer[:half]}.get(prune, []):
         detach(model, candidates.pop(name))
     return model, candidates
 
@@ -134,10 +138,12 @@ def step_times(blocks: int, steps: int) -> list[str]:
     lines.append(f"| {label} | {1e3 * t['with']:.1f} | {1e3 * t['without']:.1f} | "
                  f"{t['with'] / t['without']:.3f} | ≤ 1.10 |")  # fmt: skip
 
-    full, half = Variant("full", supernet()[0]), Variant("half", supernet(0.5)[0])
-    t = race([full, half], batch, blocks, steps)
-    lines.append(f"| supernet, all candidates (A) vs half of them pruned (B) | {1e3 * t['full']:.1f} | "
-                 f"{1e3 * t['half']:.1f} | {t['full'] / t['half']:.3f} | > 1 |")  # fmt: skip
+    variants = [Variant("full", supernet()[0]), Variant("upper", supernet("upper")[0]),
+                Variant("lower", supernet("lower")[0])]  # fmt: skip
+    t = race(variants, batch, blocks, steps)
+    for which, where in (("upper", "upper layers 3-5"), ("lower", "lower layers 0-2")):
+        lines.append(f"| supernet, all candidates (A) vs half pruned: those of the {where} (B) | "
+                     f"{1e3 * t['full']:.1f} | {1e3 * t[which]:.1f} | {t['full'] / t[which]:.3f} | > 1 |")  # fmt: skip
     return lines
 
 
@@ -165,6 +171,7 @@ def whole_runs(samples: int, epochs: int) -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", action="store_true", help="step times only")
+    parser.add_argument("--runs", action="store_true", help="whole runs only")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     parser.add_argument("--blocks", type=int, default=8)
     parser.add_argument("--block-steps", type=int, default=5)
@@ -173,19 +180,41 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     os.environ["OMP_NUM_THREADS"] = str(args.threads)  # the whole runs, too
-    out = ["# Speed mechanics", "", f"`python benchmarks/speed.py{' --steps' if args.steps else ''}` on "
-           f"{platform.platform()}, {os.cpu_count()} cores, torch {torch.__version__}, {args.threads} thread(s). "
-           f"Step times: MiniLM, batch {BATCH} x {LENGTH} tokens, forward + backward + AdamW, median over "
-           f"{args.blocks} alternating blocks of {args.block_steps} steps per variant.", ""]  # fmt: skip
-    out += step_times(args.blocks, args.block_steps)
+    machine = f"{platform.platform()}, {os.cpu_count()} cores, torch {torch.__version__}, {args.threads} thread(s)"
+    sections = _read_sections()
+    if not args.runs:
+        sections[STEPS] = [f"`python benchmarks/speed.py --steps` on {machine}. MiniLM, batch {BATCH} x {LENGTH} "
+                           f"tokens, forward + backward + AdamW; median over {args.blocks} alternating blocks of "
+                           f"{args.block_steps} steps per variant.", ""]  # fmt: skip
+        sections[STEPS] += step_times(args.blocks, args.block_steps)
     if not args.steps:
-        out += ["", f"Whole runs, Rotten Tomatoes, {args.samples:,} training examples, {args.epochs} epochs, one after "
-                "another in this process's children:", ""]  # fmt: skip
-        out += whole_runs(args.samples, args.epochs)
-    os.makedirs("benchmarks/results", exist_ok=True)
-    with open("benchmarks/results/speed.md", "w", encoding="utf-8") as fh:
-        fh.write("\n".join(out) + "\n")
-    print("\n".join(out))
+        sections[RUNS] = [f"`python benchmarks/speed.py --runs` on {machine}: Rotten Tomatoes, {args.samples:,} "
+                          f"training examples, {args.epochs} epochs, one run after another.", ""]  # fmt: skip
+        sections[RUNS] += whole_runs(args.samples, args.epochs)
+    text = ["# Speed mechanics", ""] + [line for name in (STEPS, RUNS) if name in sections
+                                        for line in (f"## {name}", "", *sections[name], "")]  # fmt: skip
+    os.makedirs(os.path.dirname(RESULT), exist_ok=True)
+    with open(RESULT, "w", encoding="utf-8") as fh:
+        fh.write("\n".join(text))
+    print("\n".join(text))
+
+
+STEPS, RUNS, RESULT = "Step times", "Whole runs", "benchmarks/results/speed.md"
+
+
+def _read_sections() -> dict[str, list[str]]:
+    """The sections of an earlier speed.md, so that one part can be measured again alone."""
+    if not os.path.exists(RESULT):
+        return {}
+    sections: dict[str, list[str]] = {}
+    current = None
+    with open(RESULT, encoding="utf-8") as fh:
+        for line in fh.read().splitlines():
+            if line.startswith("## "):
+                current = sections.setdefault(line[3:], [])
+            elif current is not None:
+                current.append(line)
+    return {k: v[1:-1] if v and not v[0] and not v[-1] else v for k, v in sections.items()}
 
 
 if __name__ == "__main__":
