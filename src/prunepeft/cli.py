@@ -85,7 +85,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--low-fidelity", type=float, nargs="?", const=0.1, default=None, metavar="FRACTION",
         help="search on a stratified FRACTION of the training data (default 0.1)",
     )  # fmt: skip
-    g.add_argument("--search-eval-samples", type=int, default=512, help="validation rows per round (0: all)")
+    g.add_argument(
+        "--search-eval-samples",
+        type=int,
+        default=512,
+        help="validation rows scored per round, for the log; at most what a round trains on (0: all)",
+    )
     g.add_argument("--reinit-survivors", action="store_true", help="re-initialise survivors after each removal")
 
     t = sub.add_parser("train", help="train a saved recipe, or a plain peft LoRA baseline")

@@ -95,15 +95,19 @@ def _run(opts, space, settings, train, resume: bool) -> dict:
     return final_train(opts, recipe, task, train, timings, extra, resume=resume)
 
 
-def _search_data(task: TaskData, settings: SearchSettings, seed: int) -> TaskData:
-    """Low fidelity: a stratified share of train; the per-round validation: a stratified subset."""
+def _search_data(task: TaskData, settings: SearchSettings, train: TrainSettings) -> TaskData:
+    """Low fidelity: a stratified share of train. The per-round validation (for the log): a stratified subset of
+    --search-eval-samples, and no more examples than a round trains on, so that scoring a round for the log
+    costs at most about a third of the round (a forward pass against forward and backward)."""
     search_task = task
     if settings.search_fraction < 1:
-        search_task = dataclasses.replace(task, train=stratified_subset(task.train, settings.search_fraction, seed))
-    if settings.eval_samples:
         search_task = dataclasses.replace(
-            search_task, validation=stratified_subset(task.validation, settings.eval_samples, seed)
+            task, train=stratified_subset(task.train, settings.search_fraction, train.seed)
         )
+    if settings.eval_samples:
+        round_steps = max(1, round(settings.round_epochs * steps_per_epoch(len(search_task.train), train.batch_size)))
+        rows = min(settings.eval_samples, max(32, round_steps * train.batch_size))
+        search_task = dataclasses.replace(search_task, validation=stratified_subset(task.validation, rows, train.seed))
     return search_task
 
 
@@ -125,7 +129,7 @@ def find_recipe(
     candidates = {c.spec.name: c for c in attach_all(model, build_space(model_map, space))}
     sizes = {n: c.n_params for n, c in candidates.items()}
     _check_budget(settings.budget, budget_params, sizes)
-    search_task = _search_data(task, settings, train.seed)
+    search_task = _search_data(task, settings, train)
     tokenized = tokenize_task(search_task, tokenizer, train.max_length)
     k = settings.prune_per_round or default_k(len(candidates))
     blocks = hybrid.spindle_blocks(model_map.num_layers, 4 if settings.blocks else 1)
