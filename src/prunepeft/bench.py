@@ -101,14 +101,19 @@ class Grid:
         """The other seeds at each chosen rate, and the methods that borrow a chosen rate."""
         runs = []
         for task in self.config.get("tasks", ["rotten_tomatoes"]):
-            for method, spec in self.methods.items():
-                source = method if "learning_rates" in spec else spec.get("learning_rate_from")
+            for method in self.methods:
+                source = self.rate_source(method)
                 if source is None or not self.tuned(task, source):
                     continue  # not tuned yet (or a tuning run failed): its other runs wait
                 lr = self.chosen_rate(task, source)
                 seeds = [s for s in self.seeds if s not in self.tune_seeds] if source == method else self.seeds
                 runs += [self.run(task, method, s, lr) for s in seeds]
         return runs
+
+    def rate_source(self, method: str) -> str | None:
+        """The method whose tuning sets this method's rate (itself, or the one it borrows from); None: fixed."""
+        spec = self.methods[method]
+        return method if "learning_rates" in spec else spec.get("learning_rate_from")
 
     def tuning_runs(self, task: str, method: str) -> dict[float, list[dict]]:
         rates = self.methods[method]["learning_rates"]

@@ -15,9 +15,8 @@ def rows(grid: Grid) -> list[dict]:
     """One row per task and method: the chosen rate and the finished runs at it."""
     out = []
     for task in grid.config.get("tasks", ["rotten_tomatoes"]):
-        for method, spec in grid.methods.items():
-            source = method if "learning_rates" in spec else spec.get("learning_rate_from")
-            lr = None
+        for method in grid.methods:
+            source, lr = grid.rate_source(method), None
             if source is not None:
                 if not grid.tuned(task, source):
                     continue  # the learning rate is not chosen yet
