@@ -1,0 +1,48 @@
+"""The Trainer wiring: evaluation in length order gives the same metrics as the stored order."""
+
+import random
+
+import datasets
+import pytest
+from transformers import AutoTokenizer
+
+from conftest import tiny_bert
+from prunepeft.data import TaskData, tokenize_task
+from prunepeft.training import TrainSettings, make_trainer
+
+
+@pytest.fixture
+def mixed_lengths():
+    rng = random.Random(0)
+    words = "good bad fine dull great awful plot cast film scene".split()
+    rows = [" ".join(rng.choices(words, k=rng.randint(1, 30))) for _ in range(150)]
+    labels = [i % 2 for i in range(150)]
+    ds = datasets.Dataset.from_dict({"text": rows, "label": labels})
+    return TaskData(
+        name="mixed",
+        train=ds,
+        validation=ds,
+        test=ds,
+        num_labels=2,
+        label_names=None,
+        metric="accuracy",
+        split_note="one table for all splits",
+    )
+
+
+def test_length_ordered_evaluation_matches_stored_order(mixed_lengths, tiny_bert_dir, tmp_path):
+    tokenizer = AutoTokenizer.from_pretrained(tiny_bert_dir)
+    rows = tokenize_task(mixed_lengths, tokenizer, max_length=48)["validation"]
+    trainer = make_trainer(
+        tiny_bert(), tokenizer, mixed_lengths, TrainSettings(progress=False), str(tmp_path), rows, rows
+    )
+
+    order = list(trainer._get_eval_sampler(rows))
+    lengths = [len(rows[i]["input_ids"]) for i in order]
+    assert sorted(order) == list(range(len(rows))) and lengths == sorted(lengths)
+    by_length = trainer.evaluate()
+
+    trainer.sort_eval_by_length = False
+    stored = trainer.evaluate()
+    assert by_length["eval_accuracy"] == stored["eval_accuracy"]
+    assert by_length["eval_loss"] == pytest.approx(stored["eval_loss"], rel=1e-5)
