@@ -35,6 +35,28 @@ def test_stages_tune_on_the_tune_seeds_then_run_the_rest(tmp_path):
     } | {(t, "ablation", lr, s) for t, lr in (("a", 5e-4), ("b", 1e-3)) for s in (0, 1, 2)}
 
 
+def test_variants_are_tuned_with_the_rate_and_borrowed_with_it(tmp_path):
+    units = {"big": None, "small": {"lora_rank": 16}}
+    g = grid(search={"command": "search", "learning_rates": [1e-3, 3e-3], "variants": units},
+             ablation={"command": "search", "flags": {"criterion": "random"}, "learning_rate_from": "search"})  # fmt: skip
+    g.results_dir = str(tmp_path)
+    (tmp_path / "runs").mkdir()
+    first = [r for r in g.first_stage() if r["task"] == "a"]
+    assert {(r["variant"], r["lr"]) for r in first} == {(v, lr) for v in units for lr in (1e-3, 3e-3)}
+    assert all(("--lora-rank" in r["args"]) == (r["variant"] == "small") for r in first)
+    assert "root/a/search/small-lr0.001-s0" in {r["dir"] for r in first}
+    for r in g.first_stage():  # the small variant at 3e-3 wins on validation
+        best = (r["variant"], r["lr"]) == ("small", 3e-3)
+        _fake(r, {"metric": "accuracy", "validation": {"eval_accuracy": 0.9 if best else 0.5}})
+    assert g.chosen("a", "search") == ("small", 3e-3)
+    borrowed = [r for r in g.second_stage() if r["method"] == "ablation"]
+    assert len(borrowed) == 6 and all(r["variant"] == "small" for r in borrowed)
+    args = borrowed[0]["args"]
+    assert args[args.index("--lora-rank") + 1] == "16" and args[args.index("--criterion") + 1] == "random"
+    with pytest.raises(ConfigError, match="variants"):
+        grid(x={"variants": units})  # variants are tuned beside learning rates
+
+
 def _fake(run, results):
     with open(run["copy"], "w") as fh:
         json.dump({**results, "bench": {"args": run["args"]}}, fh)
@@ -49,14 +71,16 @@ def test_rate_choice_minds_losses_nan_ties_and_stale_runs(tmp_path):
     losses = {0.001: 0.9, 0.003: 0.4, 0.01: float("nan")}
     for lr, run in runs.items():
         _fake(run, {"metric": "loss", "validation": {"eval_loss": losses[lr]}})
-    assert g.chosen_rate("a", "m") == 0.003  # the lowest loss, and NaN never wins
+    assert g.chosen("a", "m") == (None, 0.003)  # the lowest loss, and NaN never wins
     for lr, run in runs.items():  # equal accuracy: the lower validation loss breaks the tie
         _fake(run, {"metric": "accuracy", "validation": {"eval_accuracy": 0.8, "eval_loss": {0.01: 0.3}.get(lr, 0.5)}})
-    assert g.chosen_rate("a", "m") == 0.01
+    assert g.chosen("a", "m") == (None, 0.01)
     assert done(runs[0.01])
     changed = grid(m={"learning_rates": [0.01], "flags": {"epochs": 2}})
     changed.results_dir = str(tmp_path)
     assert not done(changed.run("a", "m", 0, 0.01))  # other settings: the old copy does not count
+    moved = Grid({**g.config}, "g", "elsewhere", str(tmp_path))
+    assert done(moved.run("a", "m", 0, 0.01))  # the folder a run wrote to is not a setting
     assert _flags({"search_eval_samples": 0, "x": False, "y": None, "z": True}) == ["--search-eval-samples", "0", "--z"]
 
 

@@ -3,12 +3,13 @@ Markdown table and plots in benchmarks/results/.
 
 Config keys: name, model, tasks, seeds, common (flags for every run), jobs (runs at once; the cores are shared
 out among them), tune_seeds (the seeds on which learning rates are compared; default: all seeds), output, and
-methods: a mapping method name -> {command: search|train, flags: {...}, learning_rates: [...] or
-learning_rate_from: METHOD}.
+methods: a mapping method name -> {command: search|train, flags: {...}, learning_rates: [...] (optionally
+with variants: {NAME: {flags}, ...}), or learning_rate_from: METHOD}.
 
-The learning rate of a method with `learning_rates` is chosen per task by its mean validation metric over the
-tune seeds, never on test; the other seeds then run at that rate. A method with `learning_rate_from` runs at the
-rate chosen for that method (the search ablations share the rate of the search they ablate).
+The setting of a method with `learning_rates` (its rate, crossed with its variants if it has any) is chosen per
+task by its mean validation metric over the tune seeds, never on test; the other seeds then run at that setting.
+A method with `learning_rate_from` runs at the setting chosen for that method, variant flags included (the search
+ablations share the setting of the search they ablate).
 
 Each finished run's results.json is copied to benchmarks/results/NAME/runs/, and a run whose copy exists there
 is not run again: a committed benchmark resumes on any machine.
@@ -29,7 +30,7 @@ from prunepeft.config import ConfigError, load_yaml, require
 
 KEYS = {"name", "model", "tasks", "seeds", "common", "methods", "output", "jobs", "tune_seeds"}
 LOWER_IS_BETTER = {"loss", "mse"}
-METHOD_KEYS = {"command", "flags", "learning_rates", "learning_rate_from"}
+METHOD_KEYS = {"command", "flags", "learning_rates", "learning_rate_from", "variants"}
 
 
 def _flags(mapping: dict) -> list[str]:
@@ -69,63 +70,76 @@ class Grid:
                 except (TypeError, ValueError):
                     spec["learning_rates"] = []
                 require(bool(spec["learning_rates"]), f"bench config: {method}.learning_rates must be numbers.")
+            variants = spec.get("variants")
+            require(variants is None or ("learning_rates" in spec and isinstance(variants, dict) and variants
+                    and all(isinstance(v, dict | None) for v in variants.values())),
+                    f"bench config: {method}.variants must map names to flags, beside learning_rates.")  # fmt: skip
             source = spec.get("learning_rate_from")
             require(source is None or "learning_rates" in self.methods.get(source, {}),
                     f"bench config: {method}.learning_rate_from must name a method with learning_rates.")  # fmt: skip
 
-    def run(self, task: str, method: str, seed: int, lr: float | None) -> dict:
+    def run(self, task: str, method: str, seed: int, lr: float | None, variant: str | None = None) -> dict:
         spec = self.methods[method]
         label = _label(task)
-        leaf = f"lr{lr}-s{seed}" if lr else f"s{seed}"
-        flags = {**self.config.get("common", {}), **spec.get("flags", {}), "seed": seed}
+        leaf = (f"{variant}-" if variant else "") + (f"lr{lr}-s{seed}" if lr else f"s{seed}")
+        tuned_flags = self.variants(self.setting_source(method) or method).get(variant) or {}
+        flags = {**self.config.get("common", {}), **spec.get("flags", {}), **tuned_flags, "seed": seed}
         if lr:
             flags["learning_rate"] = lr
         folder = os.path.join(self.root, label, method, leaf)
         args = [spec.get("command", "train"), "--model", self.config.get("model", "minilm"), "--task", task,
                 "--output-dir", folder, "--overwrite", "--no-progress", *_flags(flags)]  # fmt: skip
         copy = os.path.join(self.results_dir, "runs", f"{label}__{method}__{leaf}.json")
-        return {"task": label, "method": method, "lr": lr, "seed": seed, "dir": folder, "args": args, "copy": copy}
+        return {"task": label, "method": method, "lr": lr, "variant": variant, "seed": seed, "dir": folder,
+                "args": args, "copy": copy}  # fmt: skip
 
     def first_stage(self) -> list[dict]:
-        """Runs that need no choice: the learning-rate grid on the tune seeds, and methods with a fixed rate."""
+        """Runs that need no choice: the settings' grid on the tune seeds, and methods with a fixed rate."""
         runs = []
         for task in self.config.get("tasks", ["rotten_tomatoes"]):
             for method, spec in self.methods.items():
                 if "learning_rates" in spec:
-                    runs += [self.run(task, method, s, lr) for lr in spec["learning_rates"] for s in self.tune_seeds]
+                    runs += [r for group in self.tuning_runs(task, method).values() for r in group]
                 elif "learning_rate_from" not in spec:
                     runs += [self.run(task, method, s, None) for s in self.seeds]
         return runs
 
     def second_stage(self) -> list[dict]:
-        """The other seeds at each chosen rate, and the methods that borrow a chosen rate."""
+        """The other seeds at each chosen setting, and the methods that borrow a chosen setting."""
         runs = []
         for task in self.config.get("tasks", ["rotten_tomatoes"]):
             for method in self.methods:
-                source = self.rate_source(method)
+                source = self.setting_source(method)
                 if source is None or not self.tuned(task, source):
                     continue  # not tuned yet (or a tuning run failed): its other runs wait
-                lr = self.chosen_rate(task, source)
+                variant, lr = self.chosen(task, source)
                 seeds = [s for s in self.seeds if s not in self.tune_seeds] if source == method else self.seeds
-                runs += [self.run(task, method, s, lr) for s in seeds]
+                runs += [self.run(task, method, s, lr, variant) for s in seeds]
         return runs
 
-    def rate_source(self, method: str) -> str | None:
-        """The method whose tuning sets this method's rate (itself, or the one it borrows from); None: fixed."""
+    def setting_source(self, method: str) -> str | None:
+        """The method whose tuning sets this method's rate and variant (itself, or the one it borrows from);
+        None: a fixed rate."""
         spec = self.methods[method]
         return method if "learning_rates" in spec else spec.get("learning_rate_from")
 
-    def tuning_runs(self, task: str, method: str) -> dict[float, list[dict]]:
+    def variants(self, method: str) -> dict[str | None, dict]:
+        return self.methods[method].get("variants") or {None: {}}
+
+    def tuning_runs(self, task: str, method: str) -> dict[tuple[str | None, float], list[dict]]:
+        """(variant, rate) -> its runs on the tune seeds."""
         rates = self.methods[method]["learning_rates"]
-        return {lr: [self.run(task, method, s, lr) for s in self.tune_seeds] for lr in rates}
+        return {(v, lr): [self.run(task, method, s, lr, v) for s in self.tune_seeds]
+                for v in self.variants(method) for lr in rates}  # fmt: skip
 
     def tuned(self, task: str, method: str) -> bool:
         return all(done(r) for runs in self.tuning_runs(task, method).values() for r in runs)
 
-    def chosen_rate(self, task: str, method: str) -> float:
-        """The rate with the best mean validation score over the tune seeds (ties: lower validation loss)."""
-        scores = {lr: tuple(statistics.mean(x) for x in zip(*(_score(read(r)) for r in runs), strict=True))
-                  for lr, runs in self.tuning_runs(task, method).items()}  # fmt: skip
+    def chosen(self, task: str, method: str) -> tuple[str | None, float]:
+        """The (variant, rate) with the best mean validation score over the tune seeds (ties: lower validation
+        loss; then the one listed first)."""
+        scores = {key: tuple(statistics.mean(x) for x in zip(*(_score(read(r)) for r in runs), strict=True))
+                  for key, runs in self.tuning_runs(task, method).items()}  # fmt: skip
         return max(scores, key=scores.get)
 
 
@@ -134,12 +148,20 @@ def _label(task: str) -> str:
 
 
 def done(run: dict) -> bool:
-    """Finished with these very settings: a copy whose recorded command line is this run's."""
+    """Finished with these very settings: a copy whose recorded command line is this run's, but for the
+    folder it wrote to."""
     if not os.path.exists(run["copy"]):
         return False
     results = read(run)
     recorded = results.get("bench", {}).get("args") or results.get("command", "").split(" ")[1:]
-    return recorded == run["args"]
+    return _settings(recorded) == _settings(run["args"])
+
+
+def _settings(args: list[str]) -> list[str]:
+    if "--output-dir" not in args:
+        return args
+    at = args.index("--output-dir")
+    return args[:at] + args[at + 2 :]
 
 
 def _score(results: dict) -> tuple[float, float]:

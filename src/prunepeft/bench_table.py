@@ -12,19 +12,20 @@ from prunepeft.bench import Grid, _metric, done, read
 
 
 def rows(grid: Grid) -> list[dict]:
-    """One row per task and method: the chosen rate and the finished runs at it."""
+    """One row per task and method: the chosen setting and the finished runs at it."""
     out = []
     for task in grid.config.get("tasks", ["rotten_tomatoes"]):
         for method in grid.methods:
-            source, lr = grid.rate_source(method), None
+            source, variant, lr = grid.setting_source(method), None, None
             if source is not None:
                 if not grid.tuned(task, source):
-                    continue  # the learning rate is not chosen yet
-                lr = grid.chosen_rate(task, source)
-            runs = [grid.run(task, method, s, lr) for s in grid.seeds]
+                    continue  # the setting is not chosen yet
+                variant, lr = grid.chosen(task, source)
+            runs = [grid.run(task, method, s, lr, variant) for s in grid.seeds]
             results = [read(r) for r in runs if done(r)]
             if results:
-                out.append({"task": runs[0]["task"], "method": method, "lr": lr, "results": results})
+                out.append({"task": runs[0]["task"], "method": method, "lr": lr, "variant": variant,
+                            "results": results})  # fmt: skip
     return out
 
 
@@ -42,7 +43,7 @@ def summarise(row: dict) -> dict:
     ratios = [r["time_s"].get("search_to_train_ratio") for r in results]
     search = [r["time_s"].get("search_s") for r in results]
     return {
-        **{k: row[k] for k in ("task", "method", "lr")},
+        **{k: row[k] for k in ("task", "method", "lr", "variant")},
         "seeds": len(results),
         "metric": results[0]["metric"],
         "test": test_mean,
@@ -62,25 +63,31 @@ def _fmt(value, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
 
+def _setting(summary: dict) -> str:
+    rate = _fmt(summary["lr"], "g")
+    return f"{summary['variant']}, {rate}" if summary["variant"] else rate
+
+
 def markdown(grid: Grid, summaries: list[dict]) -> str:
     lines = [
         f"# Benchmark `{grid.name}`",
         "",
         f"Reproduce: `prunepeft bench --config benchmarks/{grid.name}.yaml` (finished runs are read from "
         f"`benchmarks/results/{grid.name}/runs/` and not rerun). Learning rates are chosen per task and method on "
-        f"the validation split (mean over seeds {grid.tune_seeds}); test is evaluated once per run and never used "
+        f"the validation split (mean over seeds {grid.tune_seeds}), with the variant where a method has some; "
+        "test is evaluated once per run and never used "
         "to choose anything. Test and validation are mean ± sample std over seeds. PEFT params exclude the "
         "classification head (trained by every method); `with head` includes it; for a search they are the mean "
         "over seeds, since each seed may keep a different configuration. Times are wall seconds; "
         "search / train is the search's time over the final training's time in the same run.",
         "",
-        "| task | method | lr | seeds | test | validation | PEFT params | with head | % of base | search s | train s "
-        "| search / train | peak RSS MiB |",
+        "| task | method | setting | seeds | test | validation | PEFT params | with head | % of base | search s "
+        "| train s | search / train | peak RSS MiB |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for s in summaries:
         lines.append(
-            f"| {s['task']} | {s['method']} | {_fmt(s['lr'], 'g')} | {s['seeds']} | "
+            f"| {s['task']} | {s['method']} | {_setting(s)} | {s['seeds']} | "
             f"{s['test']:.4f} ± {s['test_std']:.4f} | {s['validation']:.4f} | {s['peft']:,.0f} | "
             f"{s['with_head']:,.0f} | {s['percent']:.3f}% | {_fmt(s['search_s'], '.0f')} | {s['train_s']:.0f} | "
             f"{_fmt(s['ratio'], '.2f')} | {s['peak_rss']:.0f} |"
