@@ -102,12 +102,15 @@ def test_grid_runs_skips_and_tabulates(tiny_bert_dir, csv_task, tmp_path, monkey
     config = tmp_path / "tiny.yaml"
     config.write_text(
         f"name: tiny\nmodel: {tiny_bert_dir}\ntasks: [{csv_task}]\nseeds: [0, 1]\ntune_seeds: [0]\njobs: 2\n"
+        "headline: prunepeft\n"
         "common: {epochs: 1, batch_size: 16, max_length: 16, lora_rank: 4}\n"
         "methods:\n  lora: {command: train, flags: {method: lora}, learning_rates: [0.001, 0.003]}\n"
         "  prunepeft: {command: search, flags: {budget: '2000', bottleneck_size: 8}}\n"
     )
     table = (tmp_path / run_grid(str(config))).read_text()
-    assert table.count("| toy |") == 2 and "## Average over tasks" in table
+    assert sum(line.startswith("| toy |") for line in table.splitlines()) == 2 and "## Average over tasks" in table
+    paired = table.split("## prunepeft against each method")[1]
+    assert "| lora | " in paired and "(n=2) | " in paired  # both seeds of both methods, compared seed by seed
     assert (tmp_path / "benchmarks/results/tiny_params.png").stat().st_size > 0
     assert (tmp_path / "benchmarks/results/tiny_search_cost.png").stat().st_size > 0
     copies = sorted(p.name for p in (tmp_path / "benchmarks/results/tiny/runs").iterdir())

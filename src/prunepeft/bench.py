@@ -2,7 +2,8 @@
 Markdown table and plots in benchmarks/results/.
 
 Config keys: name, model, tasks, seeds, common (flags for every run), jobs (runs at once; the cores are shared
-out among them), tune_seeds (the seeds on which learning rates are compared; default: all seeds), output, and
+out among them), tune_seeds (the seeds on which learning rates are compared; default: all seeds), output,
+headline (a method compared seed by seed with every other in the table), and
 methods: a mapping method name -> {command: search|train, flags: {...}, learning_rates: [...] (optionally
 with variants: {NAME: {flags}, ...}), or learning_rate_from: METHOD}.
 
@@ -28,7 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from prunepeft.config import ConfigError, load_yaml, require
 
-KEYS = {"name", "model", "tasks", "seeds", "common", "methods", "output", "jobs", "tune_seeds"}
+KEYS = {"name", "model", "tasks", "seeds", "common", "methods", "output", "jobs", "tune_seeds", "headline"}
 LOWER_IS_BETTER = {"loss", "mse"}
 METHOD_KEYS = {"command", "flags", "learning_rates", "learning_rate_from", "variants"}
 

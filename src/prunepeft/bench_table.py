@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import statistics
 
-from prunepeft.bench import Grid, _metric, done, read
+from prunepeft.bench import LOWER_IS_BETTER, Grid, _metric, done, read
 
 
 def rows(grid: Grid) -> list[dict]:
@@ -143,11 +143,50 @@ def plot(grid: Grid, summaries: list[dict]) -> None:
     plt.close(fig)
 
 
+def _by_seed(row: dict) -> dict[int, float]:
+    sign = -1.0 if row["results"][0]["metric"] in LOWER_IS_BETTER else 1.0  # higher is better below
+    return {r["bench"]["seed"]: sign * _metric(r, "test") for r in row["results"]}
+
+
+def paired(grid: Grid, table: list[dict]) -> list[str]:
+    """The config's `headline` method against every other method: per task, the mean and sample std over seeds
+    of (headline's test metric - the other's) on the same seed, i.e. the same training slice and initialisation;
+    positive means the headline method is better (for losses too). Then the seeds it wins, ties and loses."""
+    headline = grid.config.get("headline")
+    if headline not in grid.methods:
+        return []
+    tasks = sorted({row["task"] for row in table})
+    mine = {row["task"]: _by_seed(row) for row in table if row["method"] == headline}
+    lines = [f"## {headline} against each method, seed by seed", "",
+             f"Test metric of {headline} minus the method's, on the same seed (same training slice); mean ± std "
+             f"over the seeds both have finished. Positive: {headline} is better.", "",
+             f"| method | {' | '.join(tasks)} | {headline} better / equal / worse |",
+             "|---|" + "---|" * (len(tasks) + 1)]  # fmt: skip
+    for method in grid.methods:
+        if method == headline:
+            continue
+        cells, signs = [], [0, 0, 0]
+        for task in tasks:
+            other = next((_by_seed(row) for row in table if row["task"] == task and row["method"] == method), {})
+            diffs = [mine.get(task, {})[seed] - value for seed, value in other.items() if seed in mine.get(task, {})]
+            if not diffs:
+                cells.append("-")
+                continue
+            mean, std = _stats(diffs)
+            cells.append(f"{mean:+.4f} ± {std:.4f} (n={len(diffs)})")
+            for d in diffs:
+                signs[0 if d > 0 else 1 if d == 0 else 2] += 1
+        if any(signs):
+            lines.append(f"| {method} | {' | '.join(cells)} | {signs[0]} / {signs[1]} / {signs[2]} |")
+    return [*lines, ""]
+
+
 def write_table(grid: Grid) -> str:
-    summaries = [summarise(r) for r in rows(grid)]
+    table = rows(grid)
+    summaries = [summarise(r) for r in table]
     os.makedirs(os.path.join("benchmarks", "results"), exist_ok=True)
     path = os.path.join("benchmarks", "results", f"{grid.name}.md")
     with open(path, "w", encoding="utf-8") as fh:
-        fh.write(markdown(grid, summaries))
+        fh.write("\n".join([markdown(grid, summaries), *paired(grid, table)]))
     plot(grid, summaries)
     return path
