@@ -1,8 +1,9 @@
 """Speed mechanics of the search, written to benchmarks/results/speed.md.
 
     .venv/bin/python benchmarks/speed.py            # step times (a quarter of an hour) and whole runs (half an hour)
-    .venv/bin/python benchmarks/speed.py --steps    # step times only (--runs: whole runs only); the other
-                                                    # section of benchmarks/results/speed.md is kept
+    .venv/bin/python benchmarks/speed.py --steps    # step times only (--runs: whole runs only; --eval: the
+                                                    # evaluation order); the other sections of
+                                                    # benchmarks/results/speed.md are kept
 
 Step times are measured in one process, side by side: the variants take turns in blocks of steps, and each is
 summarised by the median step (forward, backward, AdamW step) over all its blocks, so that load on the machine
@@ -168,10 +169,39 @@ def whole_runs(samples: int, epochs: int) -> list[str]:
     return lines
 
 
+def eval_order(repeats: int) -> list[str]:
+    """Trainer.evaluate over Rotten Tomatoes' validation split in length order against the stored order."""
+    from prunepeft.data import load_task, tokenize_task
+    from prunepeft.training import TrainSettings, make_trainer
+
+    loaded = load_model("minilm", 2)
+    task = load_task("rotten_tomatoes")
+    rows = tokenize_task(task, loaded.tokenizer, LENGTH)["validation"]
+    settings = TrainSettings(max_length=LENGTH, batch_size=BATCH, progress=False)
+    trainer = make_trainer(loaded.model.eval(), loaded.tokenizer, task, settings, "runs/speed/eval", rows, rows)
+    times, metrics = {True: [], False: []}, {}
+    trainer.evaluate()  # warm-up, untimed
+    for _ in range(repeats):
+        for by_length in (True, False):
+            trainer.sort_eval_by_length = by_length
+            start = time.perf_counter()
+            metrics[by_length] = trainer.evaluate()
+            times[by_length].append(time.perf_counter() - start)
+    a, b = statistics.median(times[True]), statistics.median(times[False])
+    same = metrics[True]["eval_accuracy"] == metrics[False]["eval_accuracy"]
+    return ["| evaluation of 1,148 rows, batch 64 | median s | accuracy |", "|---|---|---|",
+            f"| shortest rows first (A) | {a:.2f} | {metrics[True]['eval_accuracy']:.4f} |",
+            f"| stored order (B) | {b:.2f} | {metrics[False]['eval_accuracy']:.4f} |",
+            "", f"A / B = {a / b:.3f}; same accuracy: {same}; eval loss {metrics[True]['eval_loss']:.6f} (A) "
+            f"vs {metrics[False]['eval_loss']:.6f} (B)."]  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", action="store_true", help="step times only")
     parser.add_argument("--runs", action="store_true", help="whole runs only")
+    parser.add_argument("--eval", action="store_true", help="evaluation order only")
+    parser.add_argument("--repeats", type=int, default=5, help="evaluations per order (--eval)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     parser.add_argument("--blocks", type=int, default=8)
     parser.add_argument("--block-steps", type=int, default=5)
@@ -182,16 +212,22 @@ def main() -> None:
     os.environ["OMP_NUM_THREADS"] = str(args.threads)  # the whole runs, too
     machine = f"{platform.platform()}, {os.cpu_count()} cores, torch {torch.__version__}, {args.threads} thread(s)"
     sections = _read_sections()
-    if not args.runs:
+    only = args.steps or args.runs or args.eval
+    if args.eval or not only:
+        sections[EVAL] = [f"`python benchmarks/speed.py --eval` on {machine}. MiniLM as loaded (untrained head), "
+                          f"Rotten Tomatoes validation, max length {LENGTH}; the two orders alternate, "
+                          f"{args.repeats} evaluations each.", ""]  # fmt: skip
+        sections[EVAL] += eval_order(args.repeats)
+    if args.steps or not only:
         sections[STEPS] = [f"`python benchmarks/speed.py --steps` on {machine}. MiniLM, batch {BATCH} x {LENGTH} "
                            f"tokens, forward + backward + AdamW; median over {args.blocks} alternating blocks of "
                            f"{args.block_steps} steps per variant.", ""]  # fmt: skip
         sections[STEPS] += step_times(args.blocks, args.block_steps)
-    if not args.steps:
+    if args.runs or not only:
         sections[RUNS] = [f"`python benchmarks/speed.py --runs` on {machine}: Rotten Tomatoes, {args.samples:,} "
                           f"training examples, {args.epochs} epochs, one run after another.", ""]  # fmt: skip
         sections[RUNS] += whole_runs(args.samples, args.epochs)
-    text = ["# Speed mechanics", ""] + [line for name in (STEPS, RUNS) if name in sections
+    text = ["# Speed mechanics", ""] + [line for name in (STEPS, RUNS, EVAL) if name in sections
                                         for line in (f"## {name}", "", *sections[name], "")]  # fmt: skip
     os.makedirs(os.path.dirname(RESULT), exist_ok=True)
     with open(RESULT, "w", encoding="utf-8") as fh:
@@ -199,7 +235,7 @@ def main() -> None:
     print("\n".join(text))
 
 
-STEPS, RUNS, RESULT = "Step times", "Whole runs", "benchmarks/results/speed.md"
+STEPS, RUNS, EVAL, RESULT = "Step times", "Whole runs", "Evaluation order", "benchmarks/results/speed.md"
 
 
 def _read_sections() -> dict[str, list[str]]:
