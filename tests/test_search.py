@@ -180,6 +180,16 @@ def test_budget_below_smallest_candidate_is_refused(tiny_bert_dir, csv_task, tmp
     assert "below the largest candidate" in capsys.readouterr().err
 
 
+def test_coverage_note_when_the_budget_cannot_reach_every_layer():
+    from prunepeft.search_job import coverage_note
+
+    units = {f"L{i}.{kind}": size for i in range(6) for kind, size in (("lora_qv", 49_152), ("serial_ffn", 49_600))}
+    note = coverage_note(227_132, units, 6)  # MiniLM at 1% with the paper's units
+    assert note and "at most 4 of the 12 candidates" in note and "at most 4 of the 6 layers" in note
+    half = {name: size // 2 for name, size in units.items()}
+    assert coverage_note(227_132, half, 6) is None  # 9 half-size units fit: every layer can have one
+
+
 def test_existing_output_is_not_overwritten(tiny_bert_dir, csv_task, tmp_path, capsys):
     out = tmp_path / "taken"
     out.mkdir()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import sys
 import time
 
 from prunepeft import hybrid
@@ -129,6 +130,9 @@ def find_recipe(
     candidates = {c.spec.name: c for c in attach_all(model, build_space(model_map, space))}
     sizes = {n: c.n_params for n, c in candidates.items()}
     _check_budget(settings.budget, budget_params, sizes)
+    note = coverage_note(budget_params, sizes, model_map.num_layers)
+    if note and rank() == 0:
+        print(f"prunepeft: note: {note}", file=sys.stderr, flush=True)
     search_task = _search_data(task, settings, train)
     tokenized = tokenize_task(search_task, tokenizer, train.max_length)
     k = settings.prune_per_round or default_k(len(candidates))
@@ -218,6 +222,19 @@ def find_recipe(
     if world_size() > 1:  # every process states what it kept: they must agree
         print(f"prunepeft rank {rank()}: kept {sorted(pruner.alive)}", flush=True)
     return recipe, timings, extra
+
+
+def coverage_note(budget_params: int, sizes: dict[str, int], num_layers: int) -> str | None:
+    """A note when the budget cannot hold a module on every layer, even of the smallest candidates."""
+    most = budget_params // min(sizes.values())
+    if most >= num_layers:
+        return None
+    return (
+        f"the budget ({budget_params:,} parameters) holds at most {most} of the {len(sizes)} candidates "
+        f"({min(sizes.values()):,}+ parameters each), so the configuration can reach at most {most} of the "
+        f"{num_layers} layers. Smaller units spread it wider (--lora-rank, --bottleneck-size): on MiniLM at 1% "
+        "on Rotten Tomatoes, half-size units scored higher on validation (benchmarks/results/minilm.md)."
+    )
 
 
 def _check_budget(budget: str, budget_params: int, sizes: dict[str, int]) -> None:
