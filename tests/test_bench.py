@@ -33,6 +33,8 @@ def test_stages_tune_on_the_tune_seeds_then_run_the_rest(tmp_path):
         ("b", "lora", 1e-3, 1),
         ("b", "lora", 1e-3, 2),
     } | {(t, "ablation", lr, s) for t, lr in (("a", 5e-4), ("b", 1e-3)) for s in (0, 1, 2)}
+    order = [r["method"] for r in g.second_stage()]
+    assert order == ["lora"] * 4 + ["ablation"] * 6  # the tuned method's seeds on every task, then the ablations
 
 
 def test_variants_are_tuned_with_the_rate_and_borrowed_with_it(tmp_path):

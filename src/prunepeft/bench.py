@@ -106,16 +106,23 @@ class Grid:
         return runs
 
     def second_stage(self) -> list[dict]:
-        """The other seeds at each chosen setting, and the methods that borrow a chosen setting."""
+        """The other seeds at each chosen setting, then (on every task) the methods that borrow a chosen setting:
+        the tuned methods are complete before the ablations start."""
         runs = []
-        for task in self.config.get("tasks", ["rotten_tomatoes"]):
-            for method in self.methods:
-                source = self.setting_source(method)
-                if source is None or not self.tuned(task, source):
-                    continue  # not tuned yet (or a tuning run failed): its other runs wait
-                variant, lr = self.chosen(task, source)
-                seeds = [s for s in self.seeds if s not in self.tune_seeds] if source == method else self.seeds
-                runs += [self.run(task, method, s, lr, variant) for s in seeds]
+        for borrowers in (False, True):
+            for task in self.config.get("tasks", ["rotten_tomatoes"]):
+                runs += self._second_stage(task, borrowers)
+        return runs
+
+    def _second_stage(self, task: str, borrowers: bool) -> list[dict]:
+        runs = []
+        for method in self.methods:
+            source = self.setting_source(method)
+            if source is None or (source != method) != borrowers or not self.tuned(task, source):
+                continue  # fixed rate, the other pass, or not tuned yet (or a tuning run failed): its runs wait
+            variant, lr = self.chosen(task, source)
+            seeds = [s for s in self.seeds if s not in self.tune_seeds] if source == method else self.seeds
+            runs += [self.run(task, method, s, lr, variant) for s in seeds]
         return runs
 
     def setting_source(self, method: str) -> str | None:
