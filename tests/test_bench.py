@@ -110,7 +110,10 @@ def test_grid_runs_skips_and_tabulates(tiny_bert_dir, csv_task, tmp_path, monkey
         "  prunepeft: {command: search, flags: {budget: '2000', bottleneck_size: 8}}\n"
     )
     table = (tmp_path / run_grid(str(config))).read_text()
-    assert sum(line.startswith("| toy |") for line in table.splitlines()) == 2 and "## Average over tasks" in table
+    assert (
+        sum(line.startswith("| toy |") for line in table.splitlines()) == 2
+        and "| lora | 0." in table.split("## Summary")[1]
+    )
     paired = table.split("## prunepeft against each method")[1]
     assert "| lora | " in paired and "(n=2) | " in paired  # both seeds of both methods, compared seed by seed
     assert (tmp_path / "benchmarks/results/tiny_params.png").stat().st_size > 0

@@ -93,15 +93,22 @@ def markdown(grid: Grid, summaries: list[dict]) -> str:
             f"{_fmt(s['ratio'], '.2f')} | {s['peak_rss']:.0f} |"
         )
     tasks = sorted({s["task"] for s in summaries})
-    lines += ["", f"## Average over tasks ({', '.join(tasks)})", "",
-              "| method | test (mean of task means) | % of base | search / train |", "|---|---|---|---|"]  # fmt: skip
+    lines += ["", "## Summary", "",
+              f"Test {summaries[0]['metric'] if summaries else 'metric'}, mean ± std over seeds (n seeds); the "
+              "average over tasks once a method has them all.", "",
+              f"| method | {' | '.join(tasks)} | average | % of base | search / train |",
+              "|---|" + "---|" * (len(tasks) + 3)]  # fmt: skip
     for method in grid.methods:
-        mine = [s for s in summaries if s["method"] == method]
-        if len(mine) == len(tasks) and mine:
-            ratio = [s["ratio"] for s in mine]
-            ratio_text = _fmt(statistics.mean(ratio) if None not in ratio else None, ".2f")
-            lines.append(f"| {method} | {statistics.mean(s['test'] for s in mine):.4f} | "
-                         f"{statistics.mean(s['percent'] for s in mine):.3f}% | {ratio_text} |")  # fmt: skip
+        mine = {s["task"]: s for s in summaries if s["method"] == method}
+        if not mine:
+            continue
+        cells = [f"{mine[t]['test']:.4f} ± {mine[t]['test_std']:.4f} ({mine[t]['seeds']})" if t in mine else "-"
+                 for t in tasks]  # fmt: skip
+        average = _fmt(statistics.mean(s["test"] for s in mine.values()) if len(mine) == len(tasks) else None, ".4f")
+        ratio = [s["ratio"] for s in mine.values()]
+        ratio_text = _fmt(statistics.mean(ratio) if None not in ratio else None, ".2f")
+        percent = statistics.mean(s["percent"] for s in mine.values())
+        lines.append(f"| {method} | {' | '.join(cells)} | {average} | {percent:.3f}% | {ratio_text} |")
     lines += ["", f"![test metric vs PEFT parameters]({grid.name}_params.png)", "",
               f"![search cost per method]({grid.name}_search_cost.png)", ""]  # fmt: skip
     return "\n".join(lines)
