@@ -24,6 +24,7 @@ import os
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -205,7 +206,8 @@ def _execute(run: dict, threads: int) -> str | None:
     return None
 
 
-def _run_all(runs: list[dict], jobs: int) -> list[str]:
+def _run_all(runs: list[dict], jobs: int, after=None) -> list[str]:
+    """Runs the unfinished runs, ``jobs`` at a time; ``after()`` follows each finished run (one at a time)."""
     todo = [r for r in runs if not done(r)]
     print(f"{len(runs) - len(todo)} of {len(runs)} runs done earlier; {len(todo)} to run, {jobs} at a time", flush=True)
     threads = max(1, (os.cpu_count() or 1) // jobs)
@@ -215,7 +217,12 @@ def _run_all(runs: list[dict], jobs: int) -> list[str]:
         print(f"[{i}/{len(todo)}] start {run['dir']}: prunepeft {' '.join(run['args'])}", flush=True)
         error = _execute(run, threads)
         print(f"[{i}/{len(todo)}] {'FAILED' if error else 'done'} {run['dir']}", flush=True)
+        if after and not error:
+            with lock:
+                after()
         return error
+
+    lock = threading.Lock()
 
     with ThreadPoolExecutor(max_workers=jobs) as pool:
         return [e for e in pool.map(one, enumerate(todo, 1)) if e]
@@ -228,10 +235,10 @@ def run_grid(config_path: str, jobs: int | None = None) -> str:
                 os.path.join("benchmarks", "results", name))  # fmt: skip
     jobs = jobs or int(config.get("jobs", 1))
     require(jobs >= 1, f"--jobs must be at least 1, got {jobs}.")
-    errors = _run_all(grid.first_stage(), jobs)
-    errors += _run_all(grid.second_stage(), jobs)
-    from prunepeft.bench_table import write_table
+    from prunepeft.bench_table import write_table  # it imports this module
 
+    errors = _run_all(grid.first_stage(), jobs, after=lambda: write_table(grid))
+    errors += _run_all(grid.second_stage(), jobs, after=lambda: write_table(grid))
     path = write_table(grid)
     if errors:
         raise ConfigError(f"{len(errors)} run(s) failed (finished runs are kept; rerun to resume):\n" + errors[0])
