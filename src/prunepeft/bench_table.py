@@ -174,8 +174,9 @@ def paired(grid: Grid, table: list[dict]) -> list[str]:
             continue
         cells, signs = [], [0, 0, 0]
         for task in tasks:
+            ours = mine.get(task, {})
             other = next((_by_seed(row) for row in table if row["task"] == task and row["method"] == method), {})
-            diffs = [mine.get(task, {})[seed] - value for seed, value in other.items() if seed in mine.get(task, {})]
+            diffs = [ours[seed] - value for seed, value in other.items() if seed in ours]
             if not diffs:
                 cells.append("-")
                 continue

@@ -118,13 +118,13 @@ class SlimCheckpointTrainer(Trainer):
     no longer spends its rounds writing the base to disk. Resuming loads these tensors over the base model, which
     the run loads from --model as usual (the Trainer's own loader accepts a partial state dict)."""
 
+    sort_eval_by_length = True  # see _get_eval_sampler; make_trainer turns it off for language modelling
+
     def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
         if state_dict is None:
             model = self.accelerator.unwrap_model(self.model, keep_torch_compile=False)
             state_dict = {name: p for name, p in model.named_parameters() if p.requires_grad}
         super()._save(output_dir, state_dict=state_dict)
-
-    sort_eval_by_length = True
 
     def _get_eval_sampler(self, eval_dataset):
         """Evaluation goes shortest rows first, so that a batch pads only to about its own length: on short
