@@ -15,7 +15,8 @@ def grid(**methods):
 
 
 def test_stages_tune_on_the_tune_seeds_then_run_the_rest(tmp_path):
-    g = grid(lora={"learning_rates": [1e-3, 5e-4]}, plain=None, ablation={"learning_rate_from": "lora"})
+    g = grid(lora={"learning_rates": [1e-3, 5e-4]}, plain=None, ablation={"learning_rate_from": "lora"},
+             other={"learning_rate_from": "lora"})  # fmt: skip
     g.results_dir = str(tmp_path)
     first = g.first_stage()
     # per task: lora 2 rates x tune seed 0, plain 3 seeds; the ablation waits for lora's rate
@@ -32,9 +33,11 @@ def test_stages_tune_on_the_tune_seeds_then_run_the_rest(tmp_path):
         ("a", "lora", 5e-4, 2),
         ("b", "lora", 1e-3, 1),
         ("b", "lora", 1e-3, 2),
-    } | {(t, "ablation", lr, s) for t, lr in (("a", 5e-4), ("b", 1e-3)) for s in (0, 1, 2)}
-    order = [r["method"] for r in g.second_stage()]
-    assert order == ["lora"] * 4 + ["ablation"] * 6  # the tuned method's seeds on every task, then the ablations
+    } | {(t, m, lr, s) for t, lr in (("a", 5e-4), ("b", 1e-3)) for m in ("ablation", "other") for s in (0, 1, 2)}
+    order = [(r["method"], r["seed"]) for r in g.second_stage()]
+    # the tuned method's seeds on every task, then the borrowers, seed by seed, so a stopped grid stays level
+    borrowers = [(m, s) for s in (0, 1, 2) for m in ("ablation", "other")]
+    assert order == [("lora", 1), ("lora", 2)] * 2 + borrowers * 2
 
 
 def test_variants_are_tuned_with_the_rate_and_borrowed_with_it(tmp_path):

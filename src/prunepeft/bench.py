@@ -108,7 +108,7 @@ class Grid:
 
     def second_stage(self) -> list[dict]:
         """The other seeds at each chosen setting, then (on every task) the methods that borrow a chosen setting:
-        the tuned methods are complete before the ablations start."""
+        the tuned methods are complete before the ablations start. Within a task the runs go seed by seed."""
         runs = []
         for borrowers in (False, True):
             for task in self.config.get("tasks", ["rotten_tomatoes"]):
@@ -124,7 +124,7 @@ class Grid:
             variant, lr = self.chosen(task, source)
             seeds = [s for s in self.seeds if s not in self.tune_seeds] if source == method else self.seeds
             runs += [self.run(task, method, s, lr, variant) for s in seeds]
-        return runs
+        return sorted(runs, key=lambda r: r["seed"])  # seed by seed: a grid stopped early has the methods level
 
     def setting_source(self, method: str) -> str | None:
         """The method whose tuning sets this method's rate and variant (itself, or the one it borrows from);
