@@ -22,6 +22,8 @@ def test_stages_tune_on_the_tune_seeds_then_run_the_rest(tmp_path):
     # per task: lora 2 rates x tune seed 0, plain 3 seeds; the ablation waits for lora's rate
     assert len(first) == 2 * (2 + 3)
     assert {r["dir"] for r in first} >= {"root/a/lora/lr0.001-s0", "root/b/plain/s2"}
+    fixed = [(r["task"], r["method"], r["seed"]) for r in grid(x=None, y=None).first_stage()]
+    assert fixed == [(t, m, s) for t in "ab" for s in (0, 1, 2) for m in "xy"]  # seed by seed within a task
     (tmp_path / "runs").mkdir()
     assert g.second_stage() == []  # nothing tuned yet: nothing waits on a guess
     for r in first:  # validation prefers 5e-4 on task a, 1e-3 on task b

@@ -96,19 +96,22 @@ class Grid:
                 "args": args, "copy": copy}  # fmt: skip
 
     def first_stage(self) -> list[dict]:
-        """Runs that need no choice: the settings' grid on the tune seeds, and methods with a fixed rate."""
+        """Runs that need no choice: the settings' grid on the tune seeds, and methods with a fixed rate; seed by
+        seed within a task."""
         runs = []
         for task in self.config.get("tasks", ["rotten_tomatoes"]):
+            task_runs = []
             for method, spec in self.methods.items():
                 if "learning_rates" in spec:
-                    runs += [r for group in self.tuning_runs(task, method).values() for r in group]
+                    task_runs += [r for group in self.tuning_runs(task, method).values() for r in group]
                 elif "learning_rate_from" not in spec:
-                    runs += [self.run(task, method, s, None) for s in self.seeds]
+                    task_runs += [self.run(task, method, s, None) for s in self.seeds]
+            runs += _seed_by_seed(task_runs)
         return runs
 
     def second_stage(self) -> list[dict]:
         """The other seeds at each chosen setting, then (on every task) the methods that borrow a chosen setting:
-        the tuned methods are complete before the ablations start. Within a task the runs go seed by seed."""
+        the tuned methods are complete before the ablations start. Within a task both stages go seed by seed."""
         runs = []
         for borrowers in (False, True):
             for task in self.config.get("tasks", ["rotten_tomatoes"]):
@@ -124,7 +127,7 @@ class Grid:
             variant, lr = self.chosen(task, source)
             seeds = [s for s in self.seeds if s not in self.tune_seeds] if source == method else self.seeds
             runs += [self.run(task, method, s, lr, variant) for s in seeds]
-        return sorted(runs, key=lambda r: r["seed"])  # seed by seed: a grid stopped early has the methods level
+        return _seed_by_seed(runs)
 
     def setting_source(self, method: str) -> str | None:
         """The method whose tuning sets this method's rate and variant (itself, or the one it borrows from);
@@ -150,6 +153,11 @@ class Grid:
         scores = {key: tuple(statistics.mean(x) for x in zip(*(_score(read(r)) for r in runs), strict=True))
                   for key, runs in self.tuning_runs(task, method).items()}  # fmt: skip
         return max(scores, key=scores.get)
+
+
+def _seed_by_seed(runs: list[dict]) -> list[dict]:
+    """Seed 0 of every method, then seed 1, ... (stable): a grid stopped early has its methods level."""
+    return sorted(runs, key=lambda r: r["seed"])
 
 
 def _label(task: str) -> str:
