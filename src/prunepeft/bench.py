@@ -164,14 +164,18 @@ def _label(task: str) -> str:
     return os.path.splitext(os.path.basename(task))[0]  # a file path becomes its name
 
 
-def done(run: dict) -> bool:
-    """Finished with these very settings: a copy whose recorded command line is this run's, but for the
-    folder it wrote to."""
+def finished(run: dict) -> dict | None:
+    """The run's results if it finished with these very settings (a copy whose recorded command line is this
+    run's, but for the folder it wrote to), else None."""
     if not os.path.exists(run["copy"]):
-        return False
+        return None
     results = read(run)
     recorded = results.get("bench", {}).get("args") or results.get("command", "").split(" ")[1:]
-    return _settings(recorded) == _settings(run["args"])
+    return results if _settings(recorded) == _settings(run["args"]) else None
+
+
+def done(run: dict) -> bool:
+    return finished(run) is not None
 
 
 def _settings(args: list[str]) -> list[str]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import statistics
 
-from prunepeft.bench import LOWER_IS_BETTER, Grid, _metric, done, read
+from prunepeft.bench import LOWER_IS_BETTER, Grid, _metric, finished
 
 
 def rows(grid: Grid) -> list[dict]:
@@ -22,7 +22,7 @@ def rows(grid: Grid) -> list[dict]:
                     continue  # the setting is not chosen yet
                 variant, lr = grid.chosen(task, source)
             runs = [grid.run(task, method, s, lr, variant) for s in grid.seeds]
-            results = [read(r) for r in runs if done(r)]
+            results = [x for x in map(finished, runs) if x is not None]
             if results:
                 out.append({"task": runs[0]["task"], "method": method, "lr": lr, "variant": variant,
                             "results": results})  # fmt: skip
