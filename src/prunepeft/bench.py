@@ -122,9 +122,12 @@ class Grid:
         runs = []
         for method in self.methods:
             source = self.setting_source(method)
-            if source is None or (source != method) != borrowers or not self.tuned(task, source):
-                continue  # fixed rate, the other pass, or not tuned yet (or a tuning run failed): its runs wait
-            variant, lr = self.chosen(task, source)
+            if source is None or (source != method) != borrowers:
+                continue  # fixed rate, or the other pass
+            setting = self.chosen(task, source)
+            if setting is None:
+                continue  # not tuned yet (or a tuning run failed): its runs wait
+            variant, lr = setting
             seeds = [s for s in self.seeds if s not in self.tune_seeds] if source == method else self.seeds
             runs += [self.run(task, method, s, lr, variant) for s in seeds]
         return _seed_by_seed(runs)
@@ -144,14 +147,15 @@ class Grid:
         return {(v, lr): [self.run(task, method, s, lr, v) for s in self.tune_seeds]
                 for v in self.variants(method) for lr in rates}  # fmt: skip
 
-    def tuned(self, task: str, method: str) -> bool:
-        return all(done(r) for runs in self.tuning_runs(task, method).values() for r in runs)
-
-    def chosen(self, task: str, method: str) -> tuple[str | None, float]:
+    def chosen(self, task: str, method: str) -> tuple[str | None, float] | None:
         """The (variant, rate) with the best mean validation score over the tune seeds (ties: lower validation
-        loss; then the one listed first)."""
-        scores = {key: tuple(statistics.mean(x) for x in zip(*(_score(read(r)) for r in runs), strict=True))
-                  for key, runs in self.tuning_runs(task, method).items()}  # fmt: skip
+        loss; then the one listed first); None until every tuning run has finished."""
+        scores = {}
+        for key, runs in self.tuning_runs(task, method).items():
+            results = [finished(r) for r in runs]
+            if any(x is None for x in results):
+                return None
+            scores[key] = tuple(statistics.mean(x) for x in zip(*map(_score, results), strict=True))
         return max(scores, key=scores.get)
 
 

@@ -18,9 +18,10 @@ def rows(grid: Grid) -> list[dict]:
         for method in grid.methods:
             source, variant, lr = grid.setting_source(method), None, None
             if source is not None:
-                if not grid.tuned(task, source):
+                setting = grid.chosen(task, source)
+                if setting is None:
                     continue  # the setting is not chosen yet
-                variant, lr = grid.chosen(task, source)
+                variant, lr = setting
             runs = [grid.run(task, method, s, lr, variant) for s in grid.seeds]
             results = [x for x in map(finished, runs) if x is not None]
             if results:
