@@ -247,7 +247,7 @@ def test_own_trainer_warmup_records_activations(tiny_bert_dir):
     from prunepeft.api import PrunePEFT
 
     loaded = load_model(tiny_bert_dir, 2)
-    search = PrunePEFT(loaded.model, budget="2000")
+    search = PrunePEFT(loaded.model, budget="10000")
     loaded.model.train()
     loaded.model(input_ids=torch.randint(0, 1000, (2, 7)), labels=torch.tensor([0, 1])).loss.backward()
     search.recorder.after_backward()

@@ -19,8 +19,8 @@ from prunepeft import hybrid
 from prunepeft.callback import PrunePEFTCallback
 from prunepeft.models import HEAD_NAMES, count_params, freeze_for_peft, trainable_summary
 from prunepeft.recipe import Recipe
-from prunepeft.search import Pruner, WarmupVoter, default_k, parse_budget
-from prunepeft.space import SpaceSettings, attach_all, build_space, map_model
+from prunepeft.search import Pruner, WarmupVoter, check_budget, default_k, parse_budget
+from prunepeft.space import SpaceSettings, attach_all, build_space, map_model, spec_params
 
 
 class PrunePEFT:
@@ -48,7 +48,9 @@ class PrunePEFT:
         self.base_params, self.head_params = count_params(model, self.head_names)
         self.budget_params = parse_budget(budget, self.base_params)
         self.model_map = map_model(model)
-        candidates = {c.spec.name: c for c in attach_all(model, build_space(self.model_map, self.space))}
+        specs = build_space(self.model_map, self.space)
+        check_budget(budget, self.budget_params, {s.name: spec_params(model, s) for s in specs})
+        candidates = {c.spec.name: c for c in attach_all(model, specs)}
         self.k = prune_per_round or default_k(len(candidates))
         blocks_of = hybrid.spindle_blocks(self.model_map.num_layers, 4 if blocks else 1)
         partition = {n: hybrid.partition_of(c.spec.layer, c.spec.kind, blocks_of) for n, c in candidates.items()}
@@ -61,7 +63,7 @@ class PrunePEFT:
         self._voter = None
         if criterion == "hybrid":  # the voter records during the warm-up rounds; its observers replace the pruner's
             self.pruner.recorder.close()
-            self._voter = WarmupVoter(candidates, partition, self.k, warmup_turns, self.log)
+            self._voter = WarmupVoter(candidates, partition, self.k, warmup_turns, self.log, seed=seed)
         self.criterion = criterion
 
     @property

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+import time
 from collections.abc import Callable
 
 import torch
@@ -33,18 +34,22 @@ class StatsRecorder:
     def _zero(self) -> None:
         zero = lambda: torch.zeros((), dtype=torch.float64)  # noqa: E731
         self._act = {n: zero() for n in self.candidates}
+        self._act_sq = {n: zero() for n in self.candidates}
         self._calls = dict.fromkeys(self.candidates, 0)
         self._grad = {n: zero() for n in self.candidates}
+        self._grad_sq = {n: zero() for n in self.candidates}
         self._sens = {n: zero() for n in self.candidates}
+        self._sens_sq = {n: zero() for n in self.candidates}
         self._steps = 0
 
     def _observer(self, name: str) -> Callable[[torch.Tensor], None]:
         def observe(delta: torch.Tensor) -> None:
             if not torch.is_grad_enabled():  # evaluation passes do not count
                 return
-            acc = self._act[name]
             # reduce in the tensor's own dtype (no float64 copy of the activations), accumulate in float64
-            self._act[name] = acc.to(delta.device) + delta.detach().abs().mean().double()
+            value = delta.detach().abs().mean().double()
+            self._act[name] = self._act[name].to(value.device) + value
+            self._act_sq[name] = self._act_sq[name].to(value.device) + value * value
             self._calls[name] += 1
 
         return observe
@@ -54,28 +59,37 @@ class StatsRecorder:
         self._steps += 1
         with torch.no_grad():
             for name, cand in self.candidates.items():
-                for p in cand.parameters():
-                    if p.grad is None:
-                        continue
-                    g = p.grad.detach()  # sums stay on the device: no host sync per step
-                    self._grad[name] = self._grad[name].to(g.device) + g.abs().sum().double()
-                    self._sens[name] = self._sens[name].to(g.device) + (p * g).abs().sum().double()
+                grads = [(p, p.grad.detach()) for p in cand.parameters() if p.grad is not None]
+                if not grads:
+                    continue
+                # one value per candidate and step (its sum and square feed the noise estimate); sums stay on
+                # the device: no host sync per step
+                grad = sum(g.abs().sum().double() for _, g in grads)
+                sens = sum((p * g).abs().sum().double() for p, g in grads)
+                self._grad[name] = self._grad[name].to(grad.device) + grad
+                self._grad_sq[name] = self._grad_sq[name].to(grad.device) + grad * grad
+                self._sens[name] = self._sens[name].to(sens.device) + sens
+                self._sens_sq[name] = self._sens_sq[name].to(sens.device) + sens * sens
 
     def take(self) -> dict[str, UnitStats]:
         """The round's statistics as plain numbers, summed over all processes (so that every process takes
         the same decision); the sums start again from zero."""
         names = list(self.candidates)
-        flat = [float(self._act[n]) for n in names] + [float(self._calls[n]) for n in names]
-        flat += [float(self._grad[n]) for n in names] + [float(self._sens[n]) for n in names] + [float(self._steps)]
+        tables = (self._act, self._calls, self._grad, self._sens, self._act_sq, self._grad_sq, self._sens_sq)
+        flat = [float(table[n]) for table in tables for n in names] + [float(self._steps)]
         flat = all_reduce_sum(flat)
         k = len(names)
+        column = lambda t, i: flat[t * k + i]  # noqa: E731
         out = {
             n: UnitStats(
-                activation_sum=flat[i],
-                activation_calls=int(flat[k + i]),
-                grad_abs_sum=flat[2 * k + i],
-                sensitivity_sum=flat[3 * k + i],
+                activation_sum=column(0, i),
+                activation_calls=int(column(1, i)),
+                grad_abs_sum=column(2, i),
+                sensitivity_sum=column(3, i),
                 grad_steps=int(flat[-1]),
+                activation_sq=column(4, i),
+                grad_abs_sq=column(5, i),
+                sensitivity_sq=column(6, i),
             )
             for i, n in enumerate(names)
         }
@@ -87,7 +101,7 @@ class StatsRecorder:
         cand = self.candidates.pop(name)
         for wrapper in cand.wrappers:
             wrapper.observer = None
-        for table in (self._act, self._calls, self._grad, self._sens):
+        for table in (self._act, self._calls, self._grad, self._sens, self._act_sq, self._grad_sq, self._sens_sq):
             table.pop(name, None)
 
     def close(self) -> None:
@@ -101,10 +115,19 @@ class PrunePEFTCallback(TrainerCallback):
     ``rounds`` is any object with ``recorder`` (a StatsRecorder) and
     ``end_round(step, metrics, optimizer) -> bool`` returning True when the search is finished.
     With ``evaluate=True`` the Trainer evaluates on its eval set first and the metrics reach the round.
+    With ``save_state``, a resumable checkpoint (the Trainer's, then ``save_state`` into its folder) follows
+    the end of a round once ``checkpoint_every`` seconds have passed since the last one (0: after every
+    round); never after the last round, whose result the caller writes itself. The Trainer's own save
+    strategy should then be "no".
     """
 
     def __init__(
-        self, rounds, round_steps: int, evaluate: bool = True, save_state: Callable[[str], None] | None = None
+        self,
+        rounds,
+        round_steps: int,
+        evaluate: bool = True,
+        save_state: Callable[[str], None] | None = None,
+        checkpoint_every: float = 0.0,
     ):
         if round_steps < 1:
             raise ValueError("round_steps must be at least 1")
@@ -112,7 +135,12 @@ class PrunePEFTCallback(TrainerCallback):
         self.round_steps = round_steps
         self.evaluate = evaluate
         self.save_state = save_state  # writes the search state into each Trainer checkpoint folder
+        self.checkpoint_every = checkpoint_every
         self._pending = False
+        self._saved_at = time.perf_counter()
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self._saved_at = time.perf_counter()
 
     def on_pre_optimizer_step(self, args, state, control, **kwargs):
         self.rounds.recorder.after_backward()
@@ -120,6 +148,8 @@ class PrunePEFTCallback(TrainerCallback):
     def on_step_end(self, args, state, control, **kwargs):
         if state.global_step % self.round_steps:
             return control
+        if self.save_state is not None and time.perf_counter() - self._saved_at >= self.checkpoint_every:
+            control.should_save = True  # after the round's end (below, or after the evaluation)
         if self.evaluate:
             self._pending = True
             control.should_evaluate = True
@@ -129,6 +159,7 @@ class PrunePEFTCallback(TrainerCallback):
     def on_save(self, args, state, control, **kwargs):
         if self.save_state is not None:
             self.save_state(os.path.join(args.output_dir, f"checkpoint-{state.global_step}"))
+            self._saved_at = time.perf_counter()
 
     def on_evaluate(self, args, state, control, metrics=None, **kwargs):
         if not self._pending:
@@ -139,6 +170,8 @@ class PrunePEFTCallback(TrainerCallback):
     def _finish(self, state, control, metrics, optimizer):
         if self.rounds.end_round(state.global_step, metrics, optimizer):
             control.should_training_stop = True
+            if self.save_state is not None:  # the search is over: its result is written next, not a checkpoint
+                control.should_save = False
         return control
 
 

@@ -1,8 +1,13 @@
 """The search job: supernet, warm-up, pruning rounds, recipe; then the final retrain and test.
 
-It can be resumed after a kill at any moment: the run's settings are saved first (run_config.json), every
-finished round is a Trainer checkpoint plus our search state, the final training checkpoints every epoch,
-and every phase is deterministic given the seed, so an interrupted phase is simply replayed.
+It can be resumed after a kill at any moment: the run's settings are saved first (run_config.json), a finished
+round is a resumable checkpoint (a Trainer checkpoint of the trained tensors plus our search state) once
+``--checkpoint-every`` seconds have passed since the last one, the final training checkpoints every epoch, and
+every phase is deterministic given the seed, so the work after the newest checkpoint is simply replayed.
+
+A search over several budgets (``--budget 2%,1%,0.5%``) prunes down to the smallest, records the survivors the
+moment they first fit each budget, and final-trains each of them (or those of ``--train-budgets``) in a
+sub-folder named after the budget; the top-level results.json holds the curve.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from prunepeft.checkpoints import (
     count_lines,
     latest_checkpoint,
     load_run_config,
+    read_json,
     read_state,
     remove_tree,
     save_run_config,
@@ -34,6 +40,7 @@ from prunepeft.jobs import (
     RunError,
     RunOptions,
     build_model,
+    environment,
     final_train,
     load_data,
     peak_memory,
@@ -41,15 +48,17 @@ from prunepeft.jobs import (
 )
 from prunepeft.models import ModelError, count_params
 from prunepeft.recipe import Recipe, write_json_atomic
-from prunepeft.search import BudgetError, Pruner, SearchSettings, WarmupVoter, default_k, parse_budget
+from prunepeft.search import BudgetError, Pruner, SearchSettings, WarmupVoter, check_budget, default_k, parse_budget
 from prunepeft.space import SpaceError, SpaceSettings, attach_all, build_space
 from prunepeft.training import TrainSettings, make_trainer, steps_per_epoch, timed_train
 
 LOG = "search_log.jsonl"
+BUDGETS = "budgets.json"  # a multi-budget search: written once the search has finished
 
 
 def search(opts: RunOptions, space: SpaceSettings, settings: SearchSettings, train: TrainSettings) -> dict:
     """A new search: refuses an existing run unless ``overwrite``; saves its settings first."""
+    budget_labels(settings)  # a malformed list is refused before anything is written
     prepare_output(opts)
     save_run_config(
         opts.output_dir,
@@ -67,7 +76,7 @@ def search(opts: RunOptions, space: SpaceSettings, settings: SearchSettings, tra
 
 def _forget_empty_run(out: str) -> None:
     """Bad input found before any round: leave no half-made run behind (it would block the corrected one)."""
-    if not any(os.path.exists(os.path.join(out, n)) for n in ("recipe.json", "_search", "results.json")):
+    if not any(os.path.exists(os.path.join(out, n)) for n in ("recipe.json", "_search", "results.json", BUDGETS)):
         remove_tree(out)
 
 
@@ -85,8 +94,32 @@ def resume(output_dir: str) -> dict:
     return _run(opts, space, settings, train, resume=True)
 
 
+def budget_labels(settings: SearchSettings) -> list[str]:
+    """The budgets as given (``"2%,1%"`` -> ``["2%", "1%"]``); one for a plain search. Checks --train-budgets."""
+    labels = [b.strip() for b in str(settings.budget).split(",")]
+    if not all(labels) or len(set(labels)) != len(labels):
+        raise BudgetError(
+            f"--budget {settings.budget!r}: give one budget, or several different ones separated by commas "
+            "(e.g. '2%,1%,0.5%,0.25%')."
+        )
+    chosen = [b.strip() for b in settings.train_budgets.split(",") if b.strip()]
+    unknown = [b for b in chosen if b not in labels]
+    if unknown:
+        raise BudgetError(f"--train-budgets {', '.join(unknown)}: not among --budget {settings.budget!r}.")
+    if chosen and len(labels) == 1:
+        raise BudgetError("--train-budgets chooses among several budgets; --budget gives only one.")
+    return labels
+
+
+def budget_dir(label: str) -> str:
+    """The sub-folder of one budget: its text with '%' spelled out ("0.5%" -> "0.5pct")."""
+    return label.replace("%", "pct").replace("/", "_")
+
+
 def _run(opts, space, settings, train, resume: bool) -> dict:
     task = load_data(opts, train.seed)
+    if len(budget_labels(settings)) > 1:
+        return _run_budgets(opts, task, space, settings, train, resume)
     recipe_path = os.path.join(opts.output_dir, "recipe.json")
     if resume and os.path.exists(recipe_path):  # the search had finished: only the final training remains
         recipe = Recipe.load(recipe_path)
@@ -96,14 +129,103 @@ def _run(opts, space, settings, train, resume: bool) -> dict:
     return final_train(opts, recipe, task, train, timings, extra, resume=resume)
 
 
+def _run_budgets(opts, task, space, settings, train, resume: bool) -> dict:
+    """One search, several budgets: a recipe and a final training per budget in its sub-folder, the curve on top."""
+    out = opts.output_dir
+    labels = budget_labels(settings)
+    summary = read_json(os.path.join(out, BUDGETS)) if resume else None
+    if summary is None:
+        recipes, timings, extra = find_recipes(opts, task, space, settings, train, resume)
+        summary = {
+            "budgets": [
+                {"budget": label, "dir": budget_dir(label), "budget_params": r.budget_params,
+                 "peft_params": r.peft_params, "fit_round": r.settings["extra"]["fit_round"]}
+                for label, r in recipes.items()
+            ],
+            "timings": timings,
+            "extra": extra,
+        }  # fmt: skip
+        write_json_atomic(os.path.join(out, BUDGETS), summary)
+    chosen = [b.strip() for b in settings.train_budgets.split(",") if b.strip()] or labels
+    points = []
+    for entry in summary["budgets"]:
+        sub = os.path.join(out, entry["dir"])
+        recipe = Recipe.load(sub)
+        results = read_json(os.path.join(sub, "results.json"))
+        if results is None and entry["budget"] in chosen:
+            sub_opts = dataclasses.replace(opts, output_dir=sub)
+            timings, extra = dict(summary["timings"]), dict(summary["extra"])
+            results = final_train(sub_opts, recipe, task, train, timings, extra, resume=resume)
+        points.append(_point(entry, recipe, results))
+    curve = _curve(opts, task, summary, points, resume)
+    write_json_atomic(os.path.join(out, "results.json"), curve)
+    from prunepeft.jobs import cleanup
+    from prunepeft.report import write_report
+
+    cleanup(out)
+    write_report(out)
+    return curve
+
+
+def _point(entry: dict, recipe: Recipe, results: dict | None) -> dict:
+    point = {**entry, "kept": sorted(c.name for c in recipe.candidates), "per_layer": recipe.per_layer(),
+             "trained": results is not None}  # fmt: skip
+    if results is not None:
+        point.update(
+            params=results["params"],
+            validation=results["validation"],
+            test={k: v for k, v in results["test"].items() if k != "per_class"},
+            final_train_s=results["time_s"]["final_train_s"],
+        )
+    return point
+
+
+def _curve(opts: RunOptions, task: TaskData, summary: dict, points: list[dict], resume: bool) -> dict:
+    """The top-level results.json of a multi-budget search: one point per budget, largest first."""
+    timings = {k: round(v, 3) for k, v in summary["timings"].items()}
+    trained = [p["final_train_s"] for p in points if p["trained"]]
+    if trained:
+        timings["final_train_s_mean"] = round(sum(trained) / len(trained), 3)
+        timings["search_to_train_ratio"] = round(timings["search_s"] / timings["final_train_s_mean"], 4)
+    return {
+        "method": "prunepeft",
+        "task": opts.task,
+        "model": opts.model,
+        "metric": task.metric,
+        "budgets": points,
+        "time_s": timings,
+        "search": summary["extra"],
+        "memory_mib": peak_memory(),
+        "resumed": resume,
+        "command": " ".join(sys.argv),
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        **environment(),
+    }
+
+
+def print_curve(results: dict, output_dir: str) -> None:
+    """The terminal summary of a multi-budget search."""
+    metric, times = results["metric"], results["time_s"]
+    print(f"\n== prunepeft on {results['task']} ({results['model']}): {len(results['budgets'])} budgets, one search")
+    for p in results["budgets"]:
+        test = p["test"].get(f"test_{metric}") if p["trained"] else None
+        score = f"test {metric} {test:.4f}" if test is not None else "not trained (--train-budgets)"
+        print(f"  {p['budget']:>8}: {p['peft_params']:>10,} PEFT parameters (fit in round {p['fit_round']}), {score}"
+              f"  -> {output_dir}/{p['dir']}/")  # fmt: skip
+    ratio = times.get("search_to_train_ratio")
+    print(f"  search {times['search_s']:.0f}s" + (f" ({ratio:.2f} of one final training)" if ratio else ""))
+    print(f"  written to {output_dir}/ (results.json: the curve; report.html)")
+
+
 def _search_data(task: TaskData, settings: SearchSettings, train: TrainSettings) -> TaskData:
-    """Low fidelity: a stratified share of train. The per-round validation (for the log): a stratified subset of
-    --search-eval-samples, and no more examples than a round trains on, so that scoring a round for the log
-    costs at most about a third of the round (a forward pass against forward and backward)."""
-    search_task = task
+    """Low fidelity: a stratified share of train. The per-round validation, for the log only and off unless
+    --search-eval-samples is given: a stratified subset of that many rows, and no more than a round trains on,
+    so that scoring a round for the log costs at most about a third of the round (a forward pass against
+    forward and backward). The test split is never used by the search."""
+    search_task = dataclasses.replace(task, validation=task.validation.select([]), test=task.test.select([]))
     if settings.search_fraction < 1:
         search_task = dataclasses.replace(
-            task, train=stratified_subset(task.train, settings.search_fraction, train.seed)
+            search_task, train=stratified_subset(task.train, settings.search_fraction, train.seed)
         )
     if settings.eval_samples:
         round_steps = max(1, round(settings.round_epochs * steps_per_epoch(len(search_task.train), train.batch_size)))
@@ -121,15 +243,35 @@ def find_recipe(
     resume: bool = False,
 ) -> tuple[Recipe, dict, dict]:
     """Warm-up and pruning rounds on a supernet; writes search_log.jsonl and recipe.json."""
+    recipes, timings, extra = find_recipes(opts, task, space, settings, train, resume)
+    (recipe,) = recipes.values()
+    return recipe, timings, extra
+
+
+def find_recipes(
+    opts: RunOptions,
+    task: TaskData,
+    space: SpaceSettings,
+    settings: SearchSettings,
+    train: TrainSettings,
+    resume: bool = False,
+) -> tuple[dict[str, Recipe], dict, dict]:
+    """Warm-up and pruning rounds on a supernet down to the smallest budget; writes search_log.jsonl and a
+    recipe per budget (recipe.json, or BUDGET/recipe.json for each of several budgets), largest budget first."""
     out = opts.output_dir
     loaded = build_model(opts, task, train.seed)
     model, tokenizer = loaded.model, loaded.tokenizer
     base_params, head_params = count_params(model, loaded.head_names)
-    budget_params = parse_budget(settings.budget, base_params)
+    labels = budget_labels(settings)
+    budgets = {label: parse_budget(label, base_params) for label in labels}
+    if len(set(budgets.values())) != len(budgets):
+        raise BudgetError(f"--budget {settings.budget!r}: two of the budgets are the same number of parameters.")
+    budget_params = min(budgets.values())
     model_map = opts.model_map(model)
     candidates = {c.spec.name: c for c in attach_all(model, build_space(model_map, space))}
     sizes = {n: c.n_params for n, c in candidates.items()}
-    _check_budget(settings.budget, budget_params, sizes)
+    for label, params in budgets.items():
+        check_budget(label, params, sizes)
     note = coverage_note(budget_params, sizes, model_map.num_layers)
     if note and rank() == 0:
         print(f"prunepeft: note: {note}", file=sys.stderr, flush=True)
@@ -145,6 +287,7 @@ def find_recipe(
     pruner_kwargs = dict(
         budget_params=budget_params, k=k, criterion=settings.criterion, partition=partition, seed=train.seed,
         metric=task.metric, reinit_survivors=settings.reinit_survivors, log=log,
+        budgets=sorted(budgets.values(), reverse=True) if len(budgets) > 1 else None,
     )  # fmt: skip
     if checkpoint:
         verify_checkpoint(checkpoint)
@@ -156,18 +299,19 @@ def find_recipe(
     else:
         remove_tree(rounds_dir)
         truncate_lines(log_path, 0)
-        log(
-            {
-                "phase": "start", "candidates": sizes, "partition": partition, "prune_per_round": k,
-                "supernet_params": sum(sizes.values()), "budget_params": budget_params,
-                "base_params": base_params, "head_params": head_params,
-            }
-        )  # fmt: skip
+        start = {
+            "phase": "start", "candidates": sizes, "partition": partition, "prune_per_round": k,
+            "supernet_params": sum(sizes.values()), "budget_params": budget_params,
+            "base_params": base_params, "head_params": head_params,
+        }  # fmt: skip
+        if len(budgets) > 1:
+            start["budgets"] = budgets
+        log(start)
         timings = {"warmup_s": 0.0, "rounds_s": 0.0}
         assignment = {p: [settings.criterion] for p in sorted(set(partition.values()))}
         if settings.criterion == "hybrid":
             assignment, timings["warmup_s"] = _warmup(
-                model, tokenizer, task, search_task, settings, train, candidates, partition, k, log
+                model, tokenizer, task, search_task, tokenized["train"], settings, train, candidates, partition, k, log
             )
         pruner = Pruner(model, candidates, assignment=assignment, **pruner_kwargs)
     if not pruner.done:
@@ -185,10 +329,14 @@ def find_recipe(
             }
             write_json_atomic(os.path.join(folder, SEARCH_STATE), state)
 
+        evaluate = bool(settings.eval_samples)
+        rounds = PrunePEFTCallback(
+            pruner, round_steps, evaluate=evaluate, save_state=save_state, checkpoint_every=settings.checkpoint_every
+        )
         trainer = make_trainer(
-            model, tokenizer, task, train, rounds_dir, tokenized["train"], tokenized["validation"],
-            max_steps=max_rounds * round_steps, schedule="constant_with_warmup", save_steps=round_steps,
-            callbacks=[PrunePEFTCallback(pruner, round_steps, evaluate=True, save_state=save_state)],
+            model, tokenizer, task, train, rounds_dir, tokenized["train"],
+            tokenized["validation"] if evaluate else None, max_steps=max_rounds * round_steps,
+            schedule="constant_with_warmup", callbacks=[rounds],
         )  # fmt: skip
         wall, _ = timed_train(trainer, checkpoint)
         timings["rounds_s"] += wall
@@ -196,32 +344,41 @@ def find_recipe(
     timings["search_s"] = timings["warmup_s"] + timings["rounds_s"]
     # peak memory of the search itself (the final training and the latency probe come later)
     extra = {"supernet_params": sum(sizes.values()), "rounds": pruner.round, "search_memory_mib": peak_memory()}
-    recipe = Recipe(
-        model=opts.model,
-        task=opts.task,
-        num_labels=task.num_labels,
-        layers_path=model_map.layers_path,
-        num_layers=model_map.num_layers,
-        candidates=[c.spec for c in pruner.alive.values()],
-        peft_params=pruner.peft_params,
-        budget_params=budget_params,
-        base_params=base_params,
-        head_params=head_params,
-        removed=pruner.removed,
+    common = dict(
+        model=opts.model, task=opts.task, num_labels=task.num_labels, layers_path=model_map.layers_path,
+        num_layers=model_map.num_layers, base_params=base_params, head_params=head_params,
         assignment=pruner.assignment,
-        settings={
-            "run": dataclasses.asdict(opts),
-            "space": dataclasses.asdict(space),
-            "search": dataclasses.asdict(settings),
-            "train": dataclasses.asdict(train),
-            "timings": timings,
-            "extra": extra,
-        },
-    )
-    recipe.save(os.path.join(out, "recipe.json"))
+    )  # fmt: skip
+    run_settings = {
+        "run": dataclasses.asdict(opts),
+        "space": dataclasses.asdict(space),
+        "search": dataclasses.asdict(settings),
+        "train": dataclasses.asdict(train),
+        "timings": timings,
+    }
+    recipes = {}
+    if len(budgets) == 1:
+        recipe = Recipe(
+            candidates=[c.spec for c in pruner.alive.values()], peft_params=pruner.peft_params,
+            budget_params=budget_params, removed=pruner.removed, settings={**run_settings, "extra": extra}, **common,
+        )  # fmt: skip
+        recipe.save(os.path.join(out, "recipe.json"))
+        recipes[labels[0]] = recipe
+    else:
+        for label, params in sorted(budgets.items(), key=lambda item: -item[1]):
+            fit = pruner.fits[params]
+            alive = set(fit["alive"])
+            recipe = Recipe(
+                candidates=[candidates[n].spec for n in candidates if n in alive], peft_params=fit["peft_params"],
+                budget_params=params, removed={n: r for n, r in pruner.removed.items() if n not in alive},
+                settings={**run_settings, "extra": {**extra, "budget": label, "fit_round": fit["round"]}}, **common,
+            )  # fmt: skip
+            os.makedirs(os.path.join(out, budget_dir(label)), exist_ok=True)
+            recipe.save(os.path.join(out, budget_dir(label), "recipe.json"))
+            recipes[label] = recipe
     if world_size() > 1:  # every process states what it kept: they must agree
         print(f"prunepeft rank {rank()}: kept {sorted(pruner.alive)}", flush=True)
-    return recipe, timings, extra
+    return recipes, timings, extra
 
 
 def coverage_note(budget_params: int, sizes: dict[str, int], num_layers: int) -> str | None:
@@ -237,31 +394,15 @@ def coverage_note(budget_params: int, sizes: dict[str, int], num_layers: int) ->
     )
 
 
-def _check_budget(budget: str, budget_params: int, sizes: dict[str, int]) -> None:
-    largest, total = max(sizes.values()), sum(sizes.values())
-    if budget_params < largest:  # below it, the search could end with nothing kept
-        raise BudgetError(
-            f"budget {budget!r} = {budget_params:,} parameters is below the largest candidate "
-            f"({largest:,}), so the search could end with nothing kept. Raise --budget or lower --lora-rank / "
-            "--bottleneck-size."
-        )
-    if budget_params >= total:
-        raise BudgetError(
-            f"budget {budget!r} = {budget_params:,} parameters holds the whole supernet ({total:,}), so there "
-            "is nothing to prune. Lower --budget, or use a larger space (--space extended, --lora-rank)."
-        )
-
-
 def _warmup(
-    model, tokenizer, task, search_task, settings, train, candidates, partition, k, log
+    model, tokenizer, task, search_task, search_train, settings, train, candidates, partition, k, log
 ) -> tuple[dict[str, list[str]], float]:
-    """Warm-up turns on a stratified subset; returns the criteria assignment and the wall time."""
-    warm_task = dataclasses.replace(
-        task, train=stratified_subset(search_task.train, settings.warmup_fraction, train.seed)
-    )
-    warm = tokenize_task(warm_task, tokenizer, train.max_length)["train"]
+    """Warm-up turns on a stratified subset of the search data (its rows taken from the tokenised search data,
+    not tokenised again); returns the criteria assignment and the wall time."""
+    numbered = search_task.train.add_column("__row", list(range(len(search_task.train))))
+    warm = search_train.select(stratified_subset(numbered, settings.warmup_fraction, train.seed)["__row"])
     turn_steps = max(1, math.ceil(steps_per_epoch(len(warm), train.batch_size) / settings.warmup_turns))
-    voter = WarmupVoter(candidates, partition, k, settings.warmup_turns, log)
+    voter = WarmupVoter(candidates, partition, k, settings.warmup_turns, log, seed=train.seed)
     workdir = os.path.join(os.path.dirname(log.path), "_warmup")
     trainer = make_trainer(
         model, tokenizer, task, train, workdir, warm, max_steps=turn_steps * settings.warmup_turns,

@@ -262,6 +262,22 @@ def build_space(model_map: ModelMap, settings: SpaceSettings) -> list[CandidateS
     return specs
 
 
+def spec_params(model: nn.Module, spec: CandidateSpec) -> int:
+    """The trainable parameters the candidate will have once attached (counted without attaching it)."""
+    total = 0
+    for target in spec.targets:
+        linear = model.get_submodule(target)
+        while isinstance(linear, WRAPPERS):
+            linear = linear.base
+        d_in, d_out, size = linear.in_features, linear.out_features, spec.size
+        if spec.module == "lora":
+            total += size * (d_in + d_out)
+        else:  # bottleneck: down (with bias) from the output (serial) or the input (parallel), up (with bias)
+            d_down = d_out if spec.module == "serial_adapter" else d_in
+            total += d_down * size + size + size * d_out + d_out
+    return total
+
+
 def _make_wrapper(spec: CandidateSpec, base: nn.Module) -> nn.Module:
     if spec.module == "lora":
         return LoraLinear(base, rank=spec.size, alpha=spec.alpha, dropout=spec.dropout)
