@@ -207,7 +207,7 @@ def test_trainer_flags_pass_through():
     args = build_parser().parse_args(["search", "--report-to", "tensorboard", "--learning-rate", "3e-4", "--seed", "7"])
     trainer_args = training_arguments(_train_settings(args), "unused")
     assert trainer_args.report_to == ["tensorboard"] and trainer_args.learning_rate == 3e-4 and trainer_args.seed == 7
-    assert not trainer_args.disable_tqdm  # the Trainer's progress bars are on by default
+    assert trainer_args.disable_tqdm  # prunepeft.progress shows one line per phase instead of the Trainer's bars
 
 
 def test_search_on_a_glue_regression_pair_task(tiny_bert_dir, tmp_path):

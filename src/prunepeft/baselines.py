@@ -56,7 +56,8 @@ def train_baseline(
                                       "lora": {"rank": rank, "alpha": alpha, "targets": targets}})  # fmt: skip
     task = load_data(opts, train.seed)
     set_seed(train.seed)
-    loaded = load_model(opts.model, task.num_labels, trust_remote_code=opts.trust_remote_code, gguf_file=opts.gguf_file)
+    loaded = load_model(opts.model, task.num_labels, trust_remote_code=opts.trust_remote_code, gguf_file=opts.gguf_file,
+                        label_names=task.label_names)  # fmt: skip
     base, head = count_params(loaded.model, loaded.head_names)
     model, callbacks, params = loaded.model, [], {}
     if method == "full":

@@ -1,4 +1,6 @@
-"""`prunepeft search | train | export | report | env`: thin recipes that turn flags into settings and call the jobs."""
+"""The `prunepeft` command. Only argparse, the settings file reader and light checks are imported at start:
+torch and transformers load once the flags and inputs have been checked, so `--help`, `--version` and bad
+input answer at once."""
 
 from __future__ import annotations
 
@@ -6,32 +8,102 @@ import argparse
 import dataclasses
 import logging
 import os
+import re
+import signal
 import sys
 
-from prunepeft.baselines import METHODS as BASELINES
-from prunepeft.search import METHODS, SearchSettings
-from prunepeft.space import ROLES, SPACES, SpaceSettings
-from prunepeft.training import TrainSettings
+from prunepeft import __version__
 
 DEFAULT_OUTPUT = "runs/{task}"
+
+# The choices of some flags. They are written out here so that `--help` needs no torch; tests/test_cli.py checks
+# that they equal the modules' own (search.METHODS, space.SPACES, space.ROLES, baselines.METHODS).
+CRITERIA_CHOICES = ("hybrid", "random", "weight", "zeros", "threshold", "activation", "gradient", "sensitivity")
+SPACE_CHOICES = ("extended", "paper")
+ROLES = ("q", "k", "v", "o", "ffn_in", "ffn_out")
+BASELINES = ("full", "lora", "dora", "adalora", "adapter", "supernet")
+
+DESCRIPTION = """\
+Find which parameter-efficient fine-tuning (PEFT) modules to keep, and on which layers, for a pretrained
+transformer and a labelled text task: every candidate (LoRA on attention, bottleneck adapters) is attached,
+trained briefly, scored, and the least useful are pruned until the trainable parameters fit your budget. The
+configuration found is then trained, tested once on held-out data and saved.
+
+Start with `prunepeft search` (MiniLM on Rotten Tomatoes at a 1% budget, offline), then `prunepeft predict
+RUN_DIR` to label new text. `prunepeft COMMAND --help` lists a command's flags."""
+
+EPILOG = """\
+examples:
+  prunepeft search --task reviews.csv --text-column review --label-column stars --budget 1%
+  prunepeft search --resume runs/reviews          continue an interrupted search
+  prunepeft predict runs/reviews --task new.csv --output labelled.csv
+  prunepeft export runs/reviews --merge          a plain transformers model"""
+
+# transformers' example-script spellings, accepted as hidden aliases: name -> our flag's dest
+TRANSFORMERS_ALIASES = {
+    "--model_name_or_path": "model",
+    "--output_dir": "output_dir",
+    "--overwrite_output_dir": "overwrite",
+    "--num_train_epochs": "epochs",
+    "--per_device_train_batch_size": "batch_size",
+    "--max_seq_length": "max_length",
+    "--learning_rate": "learning_rate",
+    "--warmup_ratio": "warmup",
+    "--weight_decay": "weight_decay",
+    "--max_train_samples": "max_train_samples",
+    "--report_to": "report_to",
+    "--seed": "seed",
+    "--task_name": "task",
+    "--text_column": "text_column",
+    "--label_column": "label_column",
+    "--trust_remote_code": "trust_remote_code",
+}
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Defaults shown after each help line, except where there is nothing to show (None, off switches)."""
+
+    def _get_help_string(self, action):
+        default = action.default
+        if default is None or default is False or default == [] or default == argparse.SUPPRESS:
+            return action.help
+        if "%(default)" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
+
+
+def _hidden_alias(group, flag: str, like: argparse.Action) -> None:
+    """``flag`` as a second, undocumented spelling of ``like`` (same destination, same type)."""
+    kwargs = {"dest": like.dest, "help": argparse.SUPPRESS, "default": argparse.SUPPRESS}
+    if isinstance(like, argparse._StoreTrueAction):
+        group.add_argument(flag, action="store_true", **kwargs)
+    else:
+        group.add_argument(flag, type=like.type, choices=like.choices, nargs=like.nargs, const=like.const, **kwargs)
+
+
+def _add_aliases(p: argparse.ArgumentParser, aliases: dict[str, str]) -> None:
+    by_dest = {a.dest: a for a in p._actions if a.option_strings}
+    for flag, dest in aliases.items():
+        if dest in by_dest and flag not in p._option_string_actions:
+            _hidden_alias(p, flag, by_dest[dest])
 
 
 def _common(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("model and data")
-    g.add_argument("--model", default="minilm", help="model directory, hub id, or 'minilm' (default)")
+    g.add_argument("--model", default="minilm", help="a model folder, a hub id, or 'minilm' (installed)")
     g.add_argument(
         "--task", default="rotten_tomatoes",
-        help="rotten_tomatoes (default), subjectivity, a GLUE task (sst2, cola, mrpc, qqp, stsb, mnli, qnli, "
-        "rte), or a .csv / .jsonl file or saved datasets folder",
+        help="rotten_tomatoes, subjectivity, a GLUE task (sst2, cola, mrpc, qqp, stsb, mnli, qnli, rte), "
+        "a .csv / .tsv / .jsonl file, a folder of train/validation/test files, or a datasets.save_to_disk folder",
     )  # fmt: skip
     g.add_argument("--data-dir", help="a saved copy of a GLUE task (datasets.save_to_disk), for offline use")
-    g.add_argument("--text-column")
-    g.add_argument("--text-pair-column")
-    g.add_argument("--label-column")
+    g.add_argument("--text-column", help="the text column of your file (default: 'text' or 'sentence')")
+    g.add_argument("--text-pair-column", help="a second text column, for sentence-pair tasks")
+    g.add_argument("--label-column", help="the label column of your file (default: 'label')")
     g.add_argument("--prompt-column", help="instruction tuning: a .jsonl of prompt/response pairs (default 'prompt')")
     g.add_argument("--response-column", help="instruction tuning: the response column (default 'response')")
     g.add_argument("--answer-column", help="instruction tuning: a short answer for exact-match accuracy")
-    g.add_argument("--max-train-samples", type=int, help="a stratified subset of the training data")
+    g.add_argument("--max-train-samples", type=int, help="train on a stratified subset of this many examples")
     g.add_argument("--gguf-file", help="a GGUF file in --model's folder (or absolute path); needs `pip install gguf`")
     g.add_argument("--trust-remote-code", action="store_true", help="allow the model's own code (off by default)")
     g.add_argument("--layers-path", help="dotted path of the list of transformer blocks, if not found automatically")
@@ -41,59 +113,98 @@ def _common(p: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     t = p.add_argument_group("training")
     t.add_argument("--config", help="a YAML file of settings (flag names as keys); flags given here win")
-    t.add_argument("--output-dir", default=None, help=f"where results go (default {DEFAULT_OUTPUT})")
+    t.add_argument("--output-dir", default=None, help=f"where results go (default: {DEFAULT_OUTPUT})")
     t.add_argument("--overwrite", action="store_true", help="replace an existing run in --output-dir")
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--epochs", type=float, default=3.0)
-    t.add_argument("--learning-rate", type=float, default=1e-3)
-    t.add_argument("--batch-size", type=int, default=32)
-    t.add_argument("--max-length", type=int, default=128)
-    t.add_argument("--warmup", type=float, default=0.06, help="fraction of steps with linear warm-up")
-    t.add_argument("--weight-decay", type=float, default=0.0)
-    t.add_argument("--report-to", default="none", help="passed to the Trainer, e.g. tensorboard")
-    t.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    t.add_argument("--seed", type=int, default=0, help="random seed of training (the data split never changes)")
+    t.add_argument("--epochs", type=float, default=3.0, help="epochs of the final training")
+    t.add_argument("--learning-rate", type=float, default=1e-3, help="peak learning rate (AdamW)")
+    t.add_argument("--batch-size", type=int, default=32, help="examples per training step")
+    t.add_argument("--max-length", type=int, default=128, help="tokens per example; longer texts are cut")
+    t.add_argument(
+        "--warmup", type=float, default=0.06,
+        help="learning-rate warm-up: the fraction of the training steps over which the rate rises linearly "
+        "(not the search's warm-up, see --search-warmup-fraction)",
+    )  # fmt: skip
+    t.add_argument("--weight-decay", type=float, default=0.0, help="AdamW weight decay")
+    t.add_argument("--report-to", default="none", help="a logger for the Trainer, e.g. tensorboard or wandb")
+    t.add_argument("--no-progress", action="store_true", help="hide every progress bar (logs keep a line per phase)")
     t.add_argument("--debug", action="store_true", help="show full tracebacks")
 
 
 def _space_flags(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("search space")
-    g.add_argument("--space", choices=sorted(SPACES), default="paper")
-    g.add_argument("--lora-rank", type=int, default=32)
-    g.add_argument("--lora-alpha", type=float, default=32.0)
-    g.add_argument("--lora-dropout", type=float, default=0.0)
-    g.add_argument("--bottleneck-size", type=int, default=64, help="adapter width (default 64)")
-    g.add_argument("--adapter-activation", default="relu")
+    g.add_argument(
+        "--space", choices=SPACE_CHOICES, default="paper",
+        help="paper: LoRA on query+value and an adapter after the feed-forward block, per layer; extended: "
+        "also per-projection LoRA units and more adapter places",
+    )  # fmt: skip
+    g.add_argument("--lora-rank", type=int, default=32, help="rank of each LoRA candidate")
+    g.add_argument("--lora-alpha", type=float, default=32.0, help="LoRA scaling numerator (scale = alpha / rank)")
+    g.add_argument("--lora-dropout", type=float, default=0.0, help="dropout on the LoRA input")
+    g.add_argument("--bottleneck-size", type=int, default=64, help="width of each adapter candidate")
+    g.add_argument("--adapter-activation", default="relu", help="non-linearity inside the adapters")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="prunepeft", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = argparse.ArgumentParser(
+        prog="prunepeft", description=DESCRIPTION, epilog=EPILOG, formatter_class=HelpFormatter
+    )
+    parser.add_argument("--version", action="version", version=f"prunepeft {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    s = sub.add_parser("search", help="find, retrain and test a PEFT configuration (the main job)")
+    def command(name: str, help: str) -> argparse.ArgumentParser:
+        description = help[0].upper() + help[1:] + "."
+        return sub.add_parser(name, help=help, description=description, formatter_class=HelpFormatter)
+
+    s = command("search", "find, retrain and test a PEFT configuration (the main job)")
     _common(s)
     _space_flags(s)
     g = s.add_argument_group("search")
     g.add_argument("--resume", metavar="DIR", help="continue the interrupted search in DIR with its own settings")
-    g.add_argument("--budget", default="0.01", help="fraction of the base model ('0.01', '1%%') or a count")
-    g.add_argument("--criterion", choices=METHODS, default="hybrid")
-    g.add_argument("--no-blocks", action="store_true", help="hybrid without depth blocks (partitions by kind)")
-    g.add_argument("--prune-per-round", type=int, default=0, help="k; default ceil(candidates / 8)")
-    g.add_argument("--round-epochs", type=float, default=0.15, help="training per round, in epochs")
-    g.add_argument("--warmup-fraction", type=float, default=0.1)
-    g.add_argument("--warmup-turns", type=int, default=3)
     g.add_argument(
-        "--low-fidelity", type=float, nargs="?", const=0.1, default=None, metavar="FRACTION",
-        help="search on a stratified FRACTION of the training data (default 0.1)",
+        "--budget", default="0.01",
+        help="trainable PEFT parameters allowed: a fraction of the base model ('0.01'), a percentage ('1%%') or "
+        "a count ('200000'); several, comma-separated ('2%%,1%%,0.5%%'), for the configuration at each from one "
+        "search",
     )  # fmt: skip
     g.add_argument(
-        "--search-eval-samples",
-        type=int,
-        default=512,
-        help="validation rows scored per round, for the log; at most what a round trains on (0: all)",
+        "--criterion", choices=CRITERIA_CHOICES, default="hybrid",
+        help="hybrid: criteria chosen per depth block in a warm-up (the paper's method); or one criterion alone",
+    )  # fmt: skip
+    g.add_argument("--no-blocks", action="store_true", help="hybrid without depth blocks (partitions by kind)")
+    g.add_argument(
+        "--prune-per-round", type=int, default=0, help="candidates removed per round (0: ceil(candidates / 8))"
     )
+    g.add_argument("--round-epochs", type=float, default=0.15, help="training per round, in epochs")
+    g.add_argument(
+        "--search-warmup-fraction", dest="warmup_fraction", type=float, default=0.1, metavar="FRACTION",
+        help="the search's warm-up, in which the criteria vote: the share of the search data it trains on",
+    )  # fmt: skip
+    g.add_argument(
+        "--search-warmup-turns", dest="warmup_turns", type=int, default=3, metavar="TURNS",
+        help="the search's warm-up: votes, one after each turn",
+    )  # fmt: skip
+    g.add_argument(
+        "--low-fidelity", type=float, nargs="?", const=0.1, default=None, metavar="FRACTION",
+        help="search on a stratified FRACTION of the training data (0.1 when given without a value)",
+    )  # fmt: skip
+    g.add_argument(
+        "--search-eval-samples", type=int, default=0,
+        help="validation rows scored after each round, for the log only (it decides nothing); at most what a "
+        "round trains on (default 0: none)",
+    )  # fmt: skip
+    g.add_argument(
+        "--train-budgets", default="",
+        help="with several --budget values (e.g. 2%%,1%%,0.5%%): final-train only these (default: all)",
+    )  # fmt: skip
+    g.add_argument(
+        "--checkpoint-every", type=float, default=60.0, metavar="SECONDS",
+        help="a resumable checkpoint after a round once SECONDS have passed since the last (0: every round)",
+    )  # fmt: skip
     g.add_argument("--reinit-survivors", action="store_true", help="re-initialise survivors after each removal")
+    _add_aliases(s, {"--warmup-fraction": "warmup_fraction", "--warmup-turns": "warmup_turns", **TRANSFORMERS_ALIASES})
 
-    t = sub.add_parser("train", help="train a saved recipe, or a plain peft LoRA baseline")
+    t = command("train", "train a saved recipe, or a baseline such as plain peft LoRA")
     _common(t)
     t.add_argument("--recipe", help="recipe.json written by `prunepeft search` (or its folder)")
     t.set_defaults(model=None, task=None)  # a recipe brings its own model and task
@@ -104,38 +215,54 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     _space_flags(t)
     t.add_argument(
-        "--lora-targets",
-        default="",
+        "--lora-targets", default="",
         help="comma-separated module names for peft methods (default: the model's q and v projections)",
-    )
+    )  # fmt: skip
+    _add_aliases(t, TRANSFORMERS_ALIASES)
 
-    e = sub.add_parser("export", help="write a run as a peft LoRA folder, or merged into a standalone model")
+    p = command("predict", "label new text with a finished run: label names and probabilities as CSV or JSONL")
+    p.add_argument("run_dir", help="the --output-dir of a finished search or train run")
+    p.add_argument(
+        "--task", "--input", dest="task", default="-",
+        help="a .csv / .tsv / .jsonl file of texts, or '-' for one text per line on stdin",
+    )  # fmt: skip
+    p.add_argument("--text-column", help="the text column (default: the run's, else 'text' or 'sentence')")
+    p.add_argument("--text-pair-column", help="the second text column of a sentence-pair task (default: the run's)")
+    p.add_argument("--output", default="-", help="a .csv or .jsonl file, or '-' for stdout")
+    p.add_argument("--format", choices=("csv", "jsonl"), help="output format (default: from --output, else csv)")
+    p.add_argument("--batch-size", type=int, default=64, help="texts per forward pass")
+    p.add_argument("--max-length", type=int, help="tokens per text (default: the run's --max-length)")
+    p.add_argument("--model", help="the base model, if not the one named in the run's recipe")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.add_argument("--debug", action="store_true", help="show full tracebacks")
+
+    e = command("export", "write a run as a peft LoRA folder, or merged into a standalone model")
     e.add_argument("run_dir", help="the --output-dir of a finished search or train run")
-    e.add_argument("--output", help="where to write (default RUN_DIR/peft or RUN_DIR/merged)")
+    e.add_argument("--output", help="where to write (default: RUN_DIR/peft, or RUN_DIR/merged with --merge)")
     e.add_argument("--merge", action="store_true", help="fold LoRA into the weights: a plain transformers model")
     e.add_argument("--model", help="the base model, if not the one named in the recipe")
     e.add_argument("--debug", action="store_true", help="show full tracebacks")
 
-    b = sub.add_parser("bench", help="run a grid of methods x tasks x seeds from a YAML file, then tabulate")
+    b = command("bench", "run a grid of methods x tasks x seeds from a YAML file, then tabulate")
     b.add_argument("--config", required=True, help="e.g. benchmarks/quick.yaml")
     b.add_argument("--jobs", type=int, help="runs at once, sharing the cores (default: the config's jobs, or 1)")
     b.add_argument("--debug", action="store_true", help="show full tracebacks")
 
-    r = sub.add_parser("report", help="write report.html with plots for a run (or a folder of runs)")
-    r.add_argument("run_dir")
+    r = command("report", "write report.html with plots for a run (or a folder of runs)")
+    r.add_argument("run_dir", help="the --output-dir of a run, or a folder of runs")
     r.add_argument("--debug", action="store_true", help="show full tracebacks")
 
-    sub.add_parser("env", help="print versions and hardware")
+    command("env", "print versions and hardware")
     return parser
 
 
 def _targets(items: list[str]) -> dict[str, list[str]]:
+    from prunepeft.config import ConfigError
+
     out = {}
     for item in items:
         role, sep, names = item.partition("=")
         if not sep or role not in ROLES or not names:
-            from prunepeft.config import ConfigError
-
             raise ConfigError(f"--target {item!r}: write ROLE=NAME[+NAME] with ROLE one of {', '.join(ROLES)}.")
         out[role] = names.split("+")
     return out
@@ -147,23 +274,120 @@ def _fill(cls, args: argparse.Namespace, **computed):
     return cls(**{n: getattr(args, n) for n in names}, **computed)
 
 
+def _output_dir(args) -> str:
+    name = os.path.splitext(os.path.basename(os.path.normpath(args.task)))[0].lstrip(".") or "task"
+    return args.output_dir or DEFAULT_OUTPUT.format(task=name)
+
+
 def _options(args):
     from prunepeft.jobs import RunOptions
 
-    name = os.path.splitext(os.path.basename(os.path.normpath(args.task)))[0].lstrip(".") or "task"
-    default_dir = DEFAULT_OUTPUT.format(task=name)
-    return _fill(RunOptions, args, output_dir=args.output_dir or default_dir, targets=_targets(args.target))
+    return _fill(RunOptions, args, output_dir=_output_dir(args), targets=_targets(args.target))
 
 
-def _train_settings(args) -> TrainSettings:
+def _train_settings(args):
+    from prunepeft.training import TrainSettings
+
     return _fill(TrainSettings, args, progress=not args.no_progress)
 
 
-def run(args) -> dict | None:
-    from prunepeft import jobs
+# ------------------------------------------------------------------------------------ checks before loading
 
+_BUDGET = re.compile(r"([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*(%?)")
+
+
+def check_budget(budget: str) -> None:
+    """The budget's syntax and range, before anything is loaded (the model is needed only to count it)."""
+    from prunepeft.config import ConfigError
+
+    text = str(budget).strip()
+    match = _BUDGET.fullmatch(text)
+    if not match:
+        raise ConfigError(
+            f"--budget {budget!r} is not a number. Give a fraction of the base model ('0.01'), a percentage "
+            "('1%') or a parameter count ('200000')."
+        )
+    value, percent = float(match.group(1)), bool(match.group(2))
+    if value <= 0:
+        raise ConfigError(f"--budget {budget!r} must be positive, e.g. '0.01' or '1%' (1% of the base model).")
+    if percent and value > 100:
+        raise ConfigError(
+            f"--budget {budget!r} is more than the whole base model: a percentage must be at most 100%. PEFT "
+            "budgets are usually a few percent at most, e.g. '1%'."
+        )
+    if not percent and "." in match.group(1) and value >= 1:
+        raise ConfigError(
+            f"--budget {budget!r} is written as a fraction but is not below 1. Write a fraction below 1 "
+            f"('0.01'), a percentage ('{value:g}%' if you meant {value:g} percent) or a whole parameter count "
+            "without a decimal point ('200000')."
+        )
+
+
+def _instruction_file(path: str) -> bool:
+    """As ``instruct.is_instruction_file`` without --prompt-column, read without pandas: a .jsonl whose first
+    records have prompt and response and no label."""
+    import json
+
+    if not path.endswith((".jsonl", ".json")) or not os.path.isfile(path):
+        return False
+    keys: set[str] = set()
+    try:
+        with open(path, encoding="utf-8") as fh:
+            for _, line in zip(range(5), fh, strict=False):
+                if line.strip():
+                    keys |= set(json.loads(line))
+    except (ValueError, TypeError, UnicodeDecodeError):
+        return False
+    return {"prompt", "response"} <= keys and "label" not in keys
+
+
+def preflight(args) -> None:
+    """Everything that can be checked without torch or transformers: settings, budget, output folder, model
+    path, data file and columns. The data read here is kept for the run (data.load_task remembers it)."""
+    from prunepeft.config import ConfigError
+    from prunepeft.models import resolve_model
+
+    if args.command == "search":
+        for budget in str(args.budget).split(","):  # several budgets: each one (the list is checked later)
+            if budget.strip():
+                check_budget(budget.strip())
+    for flag, value, ok in (
+        ("--epochs", args.epochs, args.epochs > 0),
+        ("--learning-rate", args.learning_rate, args.learning_rate > 0),
+        ("--batch-size", args.batch_size, args.batch_size >= 1),
+        ("--max-length", args.max_length, args.max_length >= 2),
+    ):
+        if not ok:
+            raise ConfigError(f"{flag} must be positive (--max-length at least 2), got {value}.")
+    _targets(args.target)
+    out = _output_dir(args)
+    if os.path.isdir(out) and os.listdir(out) and not args.overwrite and os.environ.get("RANK", "0") == "0":
+        raise ConfigError(
+            f"output directory {out!r} already holds a run. Choose another --output-dir, or pass --overwrite to "
+            f"replace it{' (or --resume to continue it)' if args.command == 'search' else ''}."
+        )
+    if args.model is not None:
+        resolve_model(args.model, args.gguf_file)
+    if args.task is None or args.prompt_column or _instruction_file(args.task):
+        return
+    from prunepeft import data
+
+    if args.task.strip().lower() in (*data.BUILTIN_TASKS, *data.GLUE_TASKS):
+        return
+    data.load_task(
+        args.task, text_column=args.text_column, text_pair_column=args.text_pair_column,
+        label_column=args.label_column,
+    )  # fmt: skip
+
+
+# ------------------------------------------------------------------------------------------------ commands
+
+
+def run(args) -> dict | None:
     if args.command == "env":
         import json
+
+        from prunepeft import jobs
 
         print(json.dumps(jobs.environment(), indent=2))
         return None
@@ -173,11 +397,18 @@ def run(args) -> dict | None:
         print(f"written to {run_grid(args.config, args.jobs)}")
         return None
     if args.command == "report":
-        from prunepeft.report import write_report
+        from prunepeft.config import ConfigError
 
         if not os.path.isdir(args.run_dir):
-            raise jobs.RunError(f"{args.run_dir!r} is not a folder; give the --output-dir of a run.")
+            raise ConfigError(f"{args.run_dir!r} is not a folder; give the --output-dir of a run.")
+        from prunepeft.report import write_report
+
         print(f"written to {write_report(args.run_dir)}")
+        return None
+    if args.command == "predict":
+        from prunepeft.predict import predict_command
+
+        predict_command(args)
         return None
     if args.command == "export":
         from prunepeft.handover import export_merged, export_peft
@@ -187,24 +418,44 @@ def run(args) -> dict | None:
         print(f"written to {export(args.run_dir, target, args.model)}/")
         return None
     if args.command == "search" and args.resume:
-        from prunepeft.search_job import resume
+        from prunepeft.config import ConfigError
 
         if args.overwrite:
-            raise jobs.RunError("--resume continues a run and --overwrite replaces it: give one of them.")
+            raise ConfigError("--resume continues a run and --overwrite replaces it: give one of them.")
+        from prunepeft.search_job import resume
+
         results = resume(args.resume)
         print_summary(results, args.resume)
         return results
     recipe = None
     if args.command == "train":
-        from prunepeft.recipe import Recipe
+        if args.recipe and args.method == "recipe" and not os.path.exists(args.recipe):
+            from prunepeft.config import ConfigError
 
-        recipe = Recipe.load(args.recipe) if args.recipe and args.method == "recipe" else None
+            raise ConfigError(f"no recipe at {args.recipe!r}; give the recipe.json written by `prunepeft search`.")
+        if args.recipe and args.method != "recipe":
+            from prunepeft.config import ConfigError
+
+            raise ConfigError(
+                f"--recipe trains a found configuration and --method {args.method} a baseline: give one of them."
+            )
+        if args.method == "recipe" and not args.recipe:
+            from prunepeft.config import ConfigError
+
+            raise ConfigError("`prunepeft train` needs --recipe PATH (the recipe.json of a search), or --method NAME.")
+        if args.recipe:
+            from prunepeft.recipe import Recipe
+
+            recipe = Recipe.load(args.recipe)
         args.model = args.model or (recipe.model if recipe else "minilm")
         args.task = args.task or (recipe.task if recipe else "rotten_tomatoes")
+    preflight(args)
     opts = _options(args)
     train = _train_settings(args)
     if args.command == "search":
+        from prunepeft.search import SearchSettings
         from prunepeft.search_job import search
+        from prunepeft.space import SpaceSettings
 
         space = _fill(SpaceSettings, args)
         fraction = 1.0 if args.low_fidelity is None else args.low_fidelity
@@ -212,27 +463,34 @@ def run(args) -> dict | None:
             SearchSettings, args, blocks=not args.no_blocks, search_fraction=fraction,
             eval_samples=args.search_eval_samples,
         )  # fmt: skip
+        _plan(args, search=True, search_fraction=fraction)
         results = search(opts, space, settings, train)
     elif args.method != "recipe":
         from prunepeft.baselines import train_baseline
+        from prunepeft.space import SpaceSettings
 
-        if args.recipe:
-            raise jobs.RunError(
-                f"--recipe trains a found configuration and --method {args.method} a baseline: give one of them."
-            )
+        _plan(args, search=False)
         targets = [t.strip() for t in args.lora_targets.split(",") if t.strip()]
         results = train_baseline(
             opts, train, args.method, rank=args.lora_rank, alpha=args.lora_alpha, targets=targets,
             space=_fill(SpaceSettings, args),
         )  # fmt: skip
     else:
-        if recipe is None:
-            raise jobs.RunError(
-                "`prunepeft train` needs --recipe PATH (the recipe.json of a search), or --method NAME."
-            )
+        from prunepeft import jobs
+
+        _plan(args, search=False)
         results = jobs.train_recipe(opts, recipe, train)
     print_summary(results, opts.output_dir)
     return results
+
+
+def _plan(args, *, search: bool, **extra) -> None:
+    from prunepeft.progress import new_plan
+
+    fields = dict(epochs=args.epochs, batch_size=args.batch_size, search=search, **extra)
+    if search:
+        fields.update(budget=args.budget, round_epochs=args.round_epochs, hybrid=args.criterion == "hybrid")
+    new_plan(**fields)
 
 
 def print_summary(results: dict, output_dir: str) -> None:
@@ -240,9 +498,16 @@ def print_summary(results: dict, output_dir: str) -> None:
 
     if not is_main_process():
         return
+    if "budgets" in results:  # several budgets from one search: the curve
+        from prunepeft.search_job import print_curve
+
+        print_curve(results, output_dir)
+        return
     metric = results["metric"]
     params = results["params"]
-    print(f"\n== prunepeft {results['method']} on {results['task']} ({results['model']})")
+    method = results["method"]
+    title = "PrunePEFT search" if method == "prunepeft" else f"{method}"
+    print(f"\n== {title} on {results['task']} ({results['model']})")
     for layer, kinds in results.get("per_layer", {}).items():
         print(f"  layer {layer:>2}: {', '.join(kinds) if kinds else '-'}")
     print(
@@ -252,6 +517,11 @@ def print_summary(results: dict, output_dir: str) -> None:
     val = results["validation"].get(f"eval_{metric}")
     test = results["test"].get(f"test_{metric}")
     print(f"  validation {metric}: {val:.4f}   test {metric}: {test:.4f}")
+    per_class = results["test"].get("per_class")
+    if per_class:
+        worst = min(per_class["classes"].items(), key=lambda item: item[1]["f1"])
+        scores = ", ".join(f"{name} {c['f1']:.3f}" for name, c in per_class["classes"].items())
+        print(f"  test F1 per class: {scores} (lowest: {worst[0]})")
     times = results["time_s"]
     if "search_s" in times:
         print(
@@ -274,21 +544,99 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def main(argv: list[str] | None = None) -> int:
-    from prunepeft.errors import USER_ERRORS
+# ------------------------------------------------------------------------------- errors and interruptions
 
+# "bad input" errors, as (module, class): shown as one paragraph without a traceback. Checked by name, so that
+# catching them imports nothing (a class whose module was never imported cannot have been raised).
+USER_ERROR_NAMES = (
+    ("prunepeft.data", "DataError"), ("prunepeft.models", "ModelError"), ("prunepeft.space", "SpaceError"),
+    ("prunepeft.search", "BudgetError"), ("prunepeft.recipe", "RecipeError"), ("prunepeft.jobs", "RunError"),
+    ("prunepeft.checkpoints", "ResumeError"), ("prunepeft.callback", "NonFiniteLossError"),
+    ("prunepeft.config", "ConfigError"), ("prunepeft.handover", "ExportError"), ("prunepeft.predict", "PredictError"),
+)  # fmt: skip
+
+
+def is_user_error(err: BaseException) -> bool:
+    for module, name in USER_ERROR_NAMES:
+        cls = getattr(sys.modules.get(module), name, None)
+        if cls is not None and isinstance(err, cls):
+            return True
+    return False
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _raise_interrupt(signum, frame):
+    raise Interrupted(signum)
+
+
+def _interrupted_message(args, signum: int) -> list[str]:
+    from prunepeft.progress import PLAN
+
+    name = signal.Signals(signum).name
+    where = PLAN.where
+    command = getattr(args, "command", None)
+    if command == "search":
+        out = args.resume or _output_dir(args)
+        lines = [f"prunepeft: stopped by {name} during {where}; finished rounds and epochs are kept in {out}/."]
+        if os.path.exists(os.path.join(out, "run_config.json")):
+            lines.append(f"prunepeft: continue with: prunepeft search --resume {out}")
+        else:
+            lines.append("prunepeft: nothing had been saved yet; run the same command again to start over.")
+        return lines
+    if command == "bench":
+        return [
+            f"prunepeft: stopped by {name}; finished runs are kept.",
+            f"prunepeft: continue with: prunepeft bench --config {args.config}",
+        ]
+    if command in ("train",):
+        out = _output_dir(args)
+        return [
+            f"prunepeft: stopped by {name} during {where}; a training run does not resume.",
+            f"prunepeft: start it again with the same command and --overwrite (it replaces {out}/).",
+        ]
+    return [f"prunepeft: stopped by {name}."]
+
+
+def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     args = None
+    try:  # SIGTERM ends the run like Ctrl-C: one message, the resume command, exit status 143
+        previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    except ValueError:  # not the main thread
+        previous = None
     try:
         args = parse(argv)
-        if not getattr(args, "debug", False):
+        debug = getattr(args, "debug", False)
+        if not debug:
             logging.getLogger("transformers").setLevel(logging.ERROR)
+        if hasattr(args, "no_progress"):
+            from prunepeft.progress import set_progress
+
+            set_progress(not args.no_progress)
         run(args)
-    except USER_ERRORS as err:
+    except KeyboardInterrupt as err:
+        signum = err.signum if isinstance(err, Interrupted) else signal.SIGINT
         if args is not None and getattr(args, "debug", False):
+            raise
+        print("", file=sys.stderr)
+        for line in _interrupted_message(args, signum):
+            print(line, file=sys.stderr)
+        return 128 + int(signum)
+    except Exception as err:
+        if not is_user_error(err) or (args is not None and getattr(args, "debug", False)):
             raise
         print(f"prunepeft: error: {err}", file=sys.stderr)
         return 2
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     return 0
 
 

@@ -8,7 +8,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from prunepeft.distributed import is_main_process
-from prunepeft.models import freeze_for_peft, load_model
+from prunepeft.models import freeze_for_peft, load_model, report_new_keys
 from prunepeft.recipe import Recipe
 from prunepeft.space import attach_all
 
@@ -30,14 +30,21 @@ def save_weights(model: nn.Module, run_dir: str) -> str:
     return path
 
 
-def load(base_model: str | None, run_dir: str, *, trust_remote_code: bool = False) -> nn.Module:
+def load(
+    base_model: str | None, run_dir: str, *, trust_remote_code: bool = False, progress: bool | None = None
+) -> nn.Module:
     """Rebuild a trained configuration: base model + the recipe's candidates + the saved weights.
 
-    ``base_model`` is a model directory, hub id or alias; None uses the one named in the recipe.
+    ``base_model`` is a model directory, hub id or alias; None uses the one named in the recipe. The model's
+    ``config.id2label`` holds the task's label names. No load report is printed for the head (it is restored
+    from the run); a warning names any tensor that stays newly initialised.
     """
     recipe = Recipe.load(run_dir)
     model_path, gguf_file = recipe.base_model(base_model)
-    loaded = load_model(model_path, recipe.num_labels, trust_remote_code=trust_remote_code, gguf_file=gguf_file)
+    loaded = load_model(
+        model_path, recipe.num_labels, trust_remote_code=trust_remote_code, gguf_file=gguf_file,
+        label_names=recipe.label_names, progress=progress,
+    )  # fmt: skip
     model = loaded.model
     freeze_for_peft(model, loaded.head_names)
     attach_all(model, recipe.candidates)
@@ -57,4 +64,6 @@ def load(base_model: str | None, run_dir: str, *, trust_remote_code: bool = Fals
         raise ValueError(
             f"{WEIGHTS} lacks {len(missing)} trained tensors (first: {missing[:3]}); the file is incomplete."
         )
+    not_restored = [key for key in loaded.new_keys if key not in state]
+    report_new_keys(model_path, not_restored, "are missing from the base checkpoint and were not restored from the run")
     return model.eval()

@@ -20,7 +20,8 @@ from prunepeft.checkpoints import latest_checkpoint, read_json, remove_tree, sav
 from prunepeft.data import TaskData, load_task, stratified_subset, tokenize_task
 from prunepeft.distributed import is_main_process
 from prunepeft.export import save_weights
-from prunepeft.models import LoadedModel, freeze_for_peft, load_model, trainable_summary
+from prunepeft.models import LoadedModel, freeze_for_peft, label_maps, load_model, trainable_summary
+from prunepeft.progress import PLAN, progress_shown
 from prunepeft.recipe import Recipe, write_json_atomic
 from prunepeft.space import attach_all
 from prunepeft.training import TrainSettings, make_trainer, timed_train
@@ -89,12 +90,16 @@ def load_data(opts: RunOptions, seed: int) -> TaskData:
         )
     if opts.max_train_samples:
         task.train = stratified_subset(task.train, opts.max_train_samples, seed)
+    PLAN.train_rows = len(task.train)  # for the progress lines' estimate of the time left
     return task
 
 
 def build_model(opts: RunOptions, task: TaskData, seed: int) -> LoadedModel:
     set_seed(seed)
-    loaded = load_model(opts.model, task.num_labels, trust_remote_code=opts.trust_remote_code, gguf_file=opts.gguf_file)
+    loaded = load_model(
+        opts.model, task.num_labels, trust_remote_code=opts.trust_remote_code, gguf_file=opts.gguf_file,
+        label_names=task.label_names, progress=progress_shown(),
+    )  # fmt: skip
     freeze_for_peft(loaded.model, loaded.head_names)
     return loaded
 
@@ -169,8 +174,36 @@ def fit_and_test(
     )  # fmt: skip
     wall, history = timed_train(trainer, checkpoint)
     wall += before  # training time before an interruption counts too
-    test = trainer.evaluate(tokenized["test"], metric_key_prefix="test")
+    if getattr(task, "causal_lm", False) or task.is_regression:
+        test = trainer.evaluate(tokenized["test"], metric_key_prefix="test")
+    else:  # the same metrics as evaluate(), plus the predictions for the per-class figures
+        output = trainer.predict(tokenized["test"], metric_key_prefix="test")
+        test = dict(output.metrics)
+        test["per_class"] = per_class(output.predictions, output.label_ids, task)
     return wall, history, test
+
+
+def per_class(logits, label_ids, task: TaskData) -> dict:
+    """Confusion matrix (rows: true label, columns: predicted) and per-class precision, recall, F1 and
+    support on the test split, under the task's label names."""
+    import numpy as np
+    from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
+
+    logits = logits[0] if isinstance(logits, tuple) else logits
+    preds = np.asarray(logits).argmax(-1).reshape(-1)
+    labels = np.asarray(label_ids).reshape(-1)
+    ids = list(range(task.num_labels))
+    names = [str(n) for n in (task.label_names or ids)]
+    precision, recall, f1, support = precision_recall_fscore_support(labels, preds, labels=ids, zero_division=0)
+    return {
+        "labels": names,
+        "confusion_matrix": confusion_matrix(labels, preds, labels=ids).tolist(),
+        "classes": {
+            name: {"precision": round(float(p), 4), "recall": round(float(r), 4), "f1": round(float(f), 4),
+                   "support": int(n)}
+            for name, p, r, f, n in zip(names, precision, recall, f1, support, strict=True)
+        },
+    }  # fmt: skip
 
 
 ELAPSED = "elapsed.json"
@@ -198,6 +231,9 @@ def final_train(
     method: str = "prunepeft",
 ) -> dict:
     """Retrain the recipe's candidates from a fresh initialisation on the full training data; test once."""
+    if task.label_names and not getattr(task, "causal_lm", False) and recipe.label_names != task.label_names:
+        recipe = dataclasses.replace(recipe, label_names=list(task.label_names))  # the names travel with it
+        recipe.save(os.path.join(opts.output_dir, "recipe.json"))
     loaded = build_model(opts, task, train.seed)
     try:
         loaded.model.get_submodule(recipe.layers_path)
@@ -243,7 +279,11 @@ def inference_latency(opts: RunOptions, task: TaskData, loaded: LoadedModel) -> 
     vocab = loaded.model.config.vocab_size
     device = next(loaded.model.parameters()).device  # where the Trainer left the trained model
     base = load_model(
-        opts.model, task.num_labels, trust_remote_code=opts.trust_remote_code, gguf_file=opts.gguf_file
+        opts.model,
+        task.num_labels,
+        trust_remote_code=opts.trust_remote_code,
+        gguf_file=opts.gguf_file,
+        progress=progress_shown(),
     ).model.to(device)
     has_lora = bool(lora_targets(loaded.model))
     merged = merge_lora(copy.deepcopy(loaded.model)) if has_lora else None
@@ -270,6 +310,7 @@ def summarise(
         "task": opts.task,
         "model": opts.model,
         "metric": task.metric,
+        **label_maps(None if getattr(task, "causal_lm", False) else task.label_names),
         "validation": history[-1] if history else {},
         "validation_history": history,
         "test": test,

@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.resources
 import importlib.util
+import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from torch import nn
-from transformers import (
-    AutoConfig,
-    AutoModelForCausalLM,
-    AutoModelForSequenceClassification,
-    AutoTokenizer,
-    PreTrainedModel,
-)
+if TYPE_CHECKING:  # torch and transformers load on first use: `prunepeft --help` and input checks stay fast
+    from torch import nn
+    from transformers import PreTrainedModel
 
 HEAD_NAMES = ("classifier", "score")  # peft's default modules_to_save for sequence classification
 
@@ -57,16 +55,84 @@ class LoadedModel:
     model: PreTrainedModel
     tokenizer: object
     head_names: tuple[str, ...]  # names of the modules trained in full as the task head
+    new_keys: list[str] = field(default_factory=list)  # tensors missing from the checkpoint (newly initialised)
+    unexpected_keys: list[str] = field(default_factory=list)  # checkpoint tensors the model has no place for
+
+
+def label_maps(label_names: list[str] | tuple[str, ...] | None) -> dict:
+    """``id2label`` / ``label2id`` for a model config (and for recipe.json, results.json), or {} without names."""
+    if not label_names:
+        return {}
+    names = [str(n) for n in label_names]
+    return {"id2label": dict(enumerate(names)), "label2id": {n: i for i, n in enumerate(names)}}
+
+
+class _DropLoadReport(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "LOAD REPORT" not in str(record.msg)
+
+
+@contextlib.contextmanager
+def quiet_loading(progress: bool | None = None):
+    """Load without transformers' load report (we report what matters ourselves, see ``report_new_keys``)
+    and, with ``progress=False``, without the "Loading weights" / GGUF conversion progress bars."""
+    import transformers
+
+    report_logger = logging.getLogger("transformers.modeling_utils")
+    report_filter = _DropLoadReport()
+    report_logger.addFilter(report_filter)  # a filter, not a level: transformers reads this logger's level
+    bars = transformers.utils.logging.is_progress_bar_enabled()
+    gguf = importlib.import_module("transformers.modeling_gguf_pytorch_utils") if progress is False else None
+    gguf_tqdm = getattr(gguf, "tqdm", None)
+    try:
+        if progress is False:
+            transformers.utils.logging.disable_progress_bar()
+            if gguf_tqdm is not None:  # this one uses tqdm directly, not transformers' switch
+
+                def silent(*args, **kwargs):
+                    return gguf_tqdm(*args, **{**kwargs, "disable": True})
+
+                gguf.tqdm = silent
+        yield
+    finally:
+        report_logger.removeFilter(report_filter)
+        if progress is False:
+            if bars:
+                transformers.utils.logging.enable_progress_bar()
+            if gguf_tqdm is not None:
+                gguf.tqdm = gguf_tqdm
+
+
+LOG = logging.getLogger("prunepeft")
+
+
+def report_new_keys(model_name: str, keys: list[str], what: str) -> None:
+    """One warning naming checkpoint tensors that were newly initialised and not restored by us."""
+    if keys:
+        shown = ", ".join(keys[:4]) + (f" and {len(keys) - 4} more" if len(keys) > 4 else "")
+        LOG.warning("prunepeft: %s: %d tensor(s) %s: %s", model_name, len(keys), what, shown)
 
 
 def load_model(
-    model: str, num_labels: int, *, trust_remote_code: bool = False, gguf_file: str | None = None
+    model: str,
+    num_labels: int,
+    *,
+    trust_remote_code: bool = False,
+    gguf_file: str | None = None,
+    label_names: list[str] | tuple[str, ...] | None = None,
+    progress: bool | None = None,
 ) -> LoadedModel:
     """A sequence-classification model with a fresh head (regression when num_labels == 1), or a causal
     language model for instruction tuning when num_labels == 0 (no new head: only PEFT modules train).
 
     ``gguf_file``: a GGUF checkpoint (in ``model`` or a path), dequantised to full precision by transformers.
+    ``label_names``: the task's class names, written into the config as ``id2label`` / ``label2id``.
+    ``progress``: False hides the loading progress bars. transformers' load report (the head is "MISSING ...
+    newly initialized") is never printed: the head is new on purpose, and ``LoadedModel.new_keys`` says which
+    tensors were initialised, so a caller that restores them (``prunepeft.load``) can warn about the rest.
     """
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
+
     path = resolve_model(model, gguf_file)
     extra = {}
     if gguf_file:
@@ -79,6 +145,8 @@ def load_model(
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code, **extra)
         labels = {"num_labels": num_labels} if num_labels else {}
+        if num_labels > 1 and label_names and len(label_names) == num_labels:
+            labels.update(label_maps(label_names))
         config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code, **labels, **extra)
     except OSError as err:
         raise ModelError(
@@ -91,23 +159,26 @@ def load_model(
     config.pad_token_id = tokenizer.pad_token_id
     # a checkpoint with another head (a different number of labels) gets a fresh head of the right size
     auto = AutoModelForSequenceClassification if num_labels else AutoModelForCausalLM
-    net, info = auto.from_pretrained(
-        path,
-        config=config,
-        use_safetensors=None if gguf_file else True,
-        trust_remote_code=trust_remote_code,
-        output_loading_info=True,
-        ignore_mismatched_sizes=True,
-        **extra,
-        **_dequantised(gguf_file),
-    )
+    with quiet_loading(progress):
+        net, info = auto.from_pretrained(
+            path,
+            config=config,
+            use_safetensors=None if gguf_file else True,
+            trust_remote_code=trust_remote_code,
+            output_loading_info=True,
+            ignore_mismatched_sizes=True,
+            **extra,
+            **_dequantised(gguf_file),
+        )
     if gguf_file and getattr(net, "hf_quantizer", None) is not None:
         # every weight is now a plain tensor: drop the quantizer, which makes the Trainer refuse the model
         net.hf_quantizer.remove_quantization_config(net)
-    if not num_labels:  # a language model keeps its own head; a tied head must not train in full
-        return LoadedModel(net, tokenizer, ())
     mismatched = [m[0] if isinstance(m, tuple | list) else m for m in info.get("mismatched_keys", [])]
-    return LoadedModel(net, tokenizer, head_modules(net, list(info.get("missing_keys", [])) + mismatched))
+    new_keys = sorted(set(info.get("missing_keys", [])) | set(mismatched))
+    unexpected = sorted(info.get("unexpected_keys", []))
+    if not num_labels:  # a language model keeps its own head; a tied head must not train in full
+        return LoadedModel(net, tokenizer, (), new_keys, unexpected)
+    return LoadedModel(net, tokenizer, head_modules(net, new_keys), new_keys, unexpected)
 
 
 def _dequantised(gguf_file: str | None) -> dict:

@@ -32,6 +32,7 @@ class Recipe:
     removed: dict[str, int] = field(default_factory=dict)  # candidate -> round it was removed in
     assignment: dict[str, list[str]] = field(default_factory=dict)  # partition -> criteria
     settings: dict = field(default_factory=dict)  # {"run", "space", "search", "train"}
+    label_names: list[str] | None = None  # class names by id (written as id2label / label2id)
 
     def base_model(self, override: str | None = None) -> tuple[str, str | None]:
         """The base model to rebuild on, and its GGUF file name when the run loaded one (None with an override)."""
@@ -54,6 +55,7 @@ class Recipe:
             "model": self.model,
             "task": self.task,
             "num_labels": self.num_labels,
+            **_label_maps(self.label_names),
             "layers_path": self.layers_path,
             "num_layers": self.num_layers,
             "per_layer": self.per_layer(),
@@ -89,6 +91,7 @@ class Recipe:
                 removed={str(k): int(v) for k, v in data.get("removed", {}).items()},
                 assignment={str(k): list(v) for k, v in data.get("assignment", {}).items()},
                 settings=dict(data.get("settings", {})),
+                label_names=_names(data.get("id2label")),
             )
         except (KeyError, TypeError, ValueError) as err:
             raise RecipeError(f"recipe is incomplete or malformed ({type(err).__name__}: {err}).") from err
@@ -108,6 +111,19 @@ class Recipe:
         except json.JSONDecodeError as err:
             raise RecipeError(f"{path} is not valid JSON ({err}); was the file truncated?") from err
         return cls.from_dict(data)
+
+
+def _label_maps(names: list[str] | None) -> dict:
+    if not names:
+        return {}
+    return {"id2label": {str(i): n for i, n in enumerate(names)}, "label2id": {n: i for i, n in enumerate(names)}}
+
+
+def _names(id2label: dict | None) -> list[str] | None:
+    """Class names by id from a JSON ``id2label`` (keys are strings there)."""
+    if not id2label:
+        return None
+    return [str(id2label[k]) for k in sorted(id2label, key=int)]
 
 
 def write_json_atomic(path: str, data) -> None:

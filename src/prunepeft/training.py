@@ -10,10 +10,12 @@ from dataclasses import dataclass
 
 import torch
 from transformers import DataCollatorForSeq2Seq, DataCollatorWithPadding, Trainer, TrainerCallback, TrainingArguments
+from transformers.trainer_callback import PrinterCallback
 
 from prunepeft.callback import FiniteLossCallback
 from prunepeft.config import require
 from prunepeft.data import TaskData, metric_fn
+from prunepeft.progress import phase_callback
 
 
 @dataclass
@@ -71,7 +73,7 @@ def training_arguments(
         logging_steps=50,
         logging_nan_inf_filter=False,  # a NaN loss must reach the log (and FiniteLossCallback)
         report_to=settings.report_to,
-        disable_tqdm=not settings.progress,
+        disable_tqdm=True,  # our one line per phase (prunepeft.progress) replaces the Trainer's bars and log prints
         dataloader_num_workers=0,
         dataloader_pin_memory=torch.cuda.is_available(),
         # mixed precision where the device has it (no .cuda()/.half() anywhere: the Trainer places the model)
@@ -109,6 +111,8 @@ def make_trainer(
         callbacks=[FiniteLossCallback(), *(callbacks or []), *_fault_injection(output_dir)],
     )
     trainer.sort_eval_by_length = not causal
+    trainer.remove_callback(PrinterCallback)  # the Trainer's print of every log dict: the phase lines say it
+    trainer.add_callback(phase_callback(output_dir, callbacks or []))
     return trainer
 
 
@@ -124,7 +128,15 @@ class SlimCheckpointTrainer(Trainer):
         if state_dict is None:
             model = self.accelerator.unwrap_model(self.model, keep_torch_compile=False)
             state_dict = {name: p for name, p in model.named_parameters() if p.requires_grad}
-        super()._save(output_dir, state_dict=state_dict)
+        from transformers.utils import logging as hf_logging
+
+        shown = hf_logging.is_progress_bar_enabled()
+        hf_logging.disable_progress_bar()  # "Writing model shards" of a few megabytes: no bar needed
+        try:
+            super()._save(output_dir, state_dict=state_dict)
+        finally:
+            if shown:
+                hf_logging.enable_progress_bar()
 
     def _get_eval_sampler(self, eval_dataset):
         """Evaluation goes shortest rows first, so that a batch pads only to about its own length: on short
