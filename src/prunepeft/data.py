@@ -24,6 +24,7 @@ is split by speaker instead, so that no speech has passages in two splits: see :
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import importlib.util
 import json
@@ -826,6 +827,23 @@ def _looks_like_path(task: str) -> bool:
     return task.lower().endswith(_FILE_SUFFIXES) or any(s in task for s in ("/", "\\")) or task.startswith(("~", "."))
 
 
+_USER_TASKS: dict[tuple, TaskData] = {}
+
+
+def _load_user_once(
+    key: str, path: Path, text_column: str | None, text_pair_column: str | None, label_column: str | None
+) -> TaskData:
+    """A user's data read once per process: the command line checks it before loading the model, and the run
+    then gets the same splits without reading the file again (a changed file is read again)."""
+    files = sorted(path.rglob("*")) if path.is_dir() else [path]
+    stamp = tuple((str(f), f.stat().st_mtime_ns, f.stat().st_size) for f in files if f.is_file())
+    memo_key = (key, stamp, text_column, text_pair_column, label_column)
+    if memo_key not in _USER_TASKS:
+        _USER_TASKS.clear()  # one at a time: a long-lived process must not keep every task it ever read
+        _USER_TASKS[memo_key] = _load_user(key, path, text_column, text_pair_column, label_column)
+    return dataclasses.replace(_USER_TASKS[memo_key])  # callers replace splits (subsets) on their own copy
+
+
 def load_task(
     task: str,
     *,
@@ -848,7 +866,7 @@ def load_task(
         return _load_glue(key.lower(), glue_source)
     path = Path(key).expanduser()
     if path.exists():
-        return _load_user(key, path, text_column, text_pair_column, label_column)
+        return _load_user_once(key, path, text_column, text_pair_column, label_column)
     if _looks_like_path(key):
         raise DataError(
             f"Data file or folder {path} does not exist (resolved to {path.absolute()}). Check the path; a "
