@@ -189,6 +189,7 @@ def _page(run_dir: str, recipe: dict, results: dict, sections: list[str]) -> str
             values = ", ".join(f"{k} {v}" for k, v in lat.items() if k != "batch")
             facts.append(f"forward latency per {lat.get('batch', '')} batch (ms): {values}")
     table = f"<table><tr><th>layer</th><th>kept</th></tr>{''.join(rows)}</table>" if rows else ""
+    table += per_class_html(results)
     return (
         "<!doctype html><html><head><meta charset='utf-8'><title>prunepeft report</title><style>"
         "body{font-family:sans-serif;max-width:1000px;margin:2em auto}img{max-width:100%}"
@@ -213,3 +214,25 @@ def measure_latency(model, vocab_size: int, batch_size: int = 32, length: int = 
             if i >= 2:
                 times.append(time.perf_counter() - start)
     return round(1000 * statistics.median(times), 2)
+
+def per_class_html(results: dict) -> str:
+    """The test split per class: precision, recall, F1 and support, and the confusion matrix (rows: true label,
+    columns: predicted), under the task's label names. Empty for regression and language modelling."""
+    per_class = (results or {}).get("test", {}).get("per_class")
+    if not per_class:
+        return ""
+    names = [html.escape(str(n)) for n in per_class["labels"]]
+    rows = "".join(
+        f"<tr><td>{html.escape(str(name))}</td><td>{c['precision']:.4f}</td><td>{c['recall']:.4f}</td>"
+        f"<td>{c['f1']:.4f}</td><td>{c['support']:,}</td></tr>"
+        for name, c in per_class["classes"].items()
+    )
+    matrix = "".join(
+        f"<tr><th>{name}</th>{''.join(f'<td>{n:,}</td>' for n in row)}</tr>"
+        for name, row in zip(names, per_class["confusion_matrix"], strict=True)
+    )
+    return (
+        "<h2>Test split per class</h2><table><tr><th>label</th><th>precision</th><th>recall</th><th>F1</th>"
+        f"<th>support</th></tr>{rows}</table><h3>Confusion matrix (rows: true label, columns: predicted)</h3>"
+        f"<table><tr><th></th>{''.join(f'<th>{n}</th>' for n in names)}</tr>{matrix}</table>"
+    )
