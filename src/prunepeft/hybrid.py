@@ -10,10 +10,10 @@ How the criteria of a partition are combined (the paper leaves it open), each st
    statistics within two standard errors); its vote is then left out there, and the log says so;
 3. over the surviving candidates, each oriented criterion becomes a normal score: its mid-rank r of n gives
    z = Φ⁻¹((r + ½) / n) (ties share their mid-rank);
-4. **Θ(m)** combines the z of the criteria S_i of m's partition that did not abstain by Stouffer's rule,
-   Θ = Φ(Σ z / √|S_i|): whatever the number of criteria, Θ is on the same scale (uniform when the criteria
-   are independent noise), so a partition with one criterion is not pushed to the extremes nor one with five
-   to the middle; a partition whose criteria all abstain gets Θ = ½ (no evidence either way);
+4. **Θ(m)** is the normalised rank, among *all* survivors, of m's mean z over the criteria S_i of m's
+   partition that vote (every survivor is scored with S_i for this ranking): Θ is spread uniformly over
+   [0, 1] whether S_i holds one criterion or five, and whether they agree or not, so partitions compare on
+   one scale; a partition whose criteria all abstain gets Θ = ½ (no evidence either way);
 5. eq. 1: p(m) = softmax_m(k_m Θ(m)) over *all* survivors (never per block), with k_m = sigmoid(r_m) and r_m
    the rank of Θ(m) among survivors scaled to [-1, 1]. p is increasing in Θ, so the top-k by p is the top-k
    by Θ; p is what the log reports.
@@ -168,10 +168,10 @@ def combined_scores(
     voting = voting if voting is not None else voting_criteria(scores, assignment, partition, errors)
     used = sorted({c for crit in voting.values() for c in crit})
     z = {c: normal_scores({m: oriented(c, s[c]) for m, s in scores.items()}) for c in used}
-    theta = {}
-    for m in scores:
-        crit = voting[partition[m]]
-        theta[m] = _NORMAL.cdf(sum(z[c][m] for c in crit) / math.sqrt(len(crit))) if crit else 0.5
+    by_set: dict[tuple[str, ...], dict[str, float]] = {}  # criteria set -> Θ of every survivor under it
+    for crit in {tuple(crit) for crit in voting.values() if crit}:
+        by_set[crit] = normalised_ranks({m: sum(z[c][m] for c in crit) / len(crit) for m in scores})
+    theta = {m: by_set[tuple(voting[partition[m]])][m] if voting[partition[m]] else 0.5 for m in scores}
     order = normalised_ranks(theta)
     k = {m: 1 / (1 + math.exp(-(2 * order[m] - 1))) for m in scores}
     top = max(k[m] * theta[m] for m in scores)
