@@ -144,3 +144,39 @@ def test_removed_parameters_leave_the_optimizer():
     kept = {id(p) for g in opt.param_groups for p in g["params"]}
     assert not any(id(p) in kept or p in opt.state for p in params)
     assert not any(id(p) in {id(q) for q in model.parameters()} for p in params)
+
+
+@pytest.mark.parametrize("space", ["paper", "extended"])
+@pytest.mark.parametrize("make", [tiny_bert, tiny_llama])
+def test_unit_sizes_give_every_candidate_an_equal_share_of_twice_the_budget(space, make):
+    from prunepeft.space import KEEP_SHARE, spec_params, unit_sizes
+
+    model = make()
+    model_map = map_model(model)
+    settings = SpaceSettings(space=space)
+    for budget in (3_000, 12_000, 48_000):
+        sizes = unit_sizes(model, model_map, settings, budget)
+        specs = build_space(model_map, settings, sizes)
+        share = budget / (KEEP_SHARE * len(specs))
+        for spec in specs:
+            one_more = spec_params(model, type(spec)(**{**spec.__dict__, "size": spec.size + 1}))
+            step = one_more - spec_params(model, spec)  # what one more rank or width costs
+            assert spec.size == 1 or abs(spec_params(model, spec) - share) <= step / 2 + 1, (spec, share)
+            assert spec.alpha == (2.0 * spec.size if spec.module == "lora" else 0.0)
+        supernet = sum(spec_params(model, s) for s in specs)
+        assert supernet == pytest.approx(budget / KEEP_SHARE, rel=0.35) or min(sizes.values()) == 1
+
+
+def test_unit_sizes_keep_what_the_user_gives():
+    from prunepeft.space import unit_sizes
+
+    model = tiny_bert()
+    settings = SpaceSettings(lora_rank=3, lora_alpha=5.0)
+    sizes = unit_sizes(model, map_model(model), settings, 20_000)
+    assert sizes["lora_qv"] == 3 and sizes["serial_ffn"] > 3
+    specs = build_space(map_model(model), settings, sizes)
+    assert {(s.kind, s.size, s.alpha) for s in specs if s.layer == 0} == {
+        ("lora_qv", 3, 5.0),
+        ("serial_ffn", sizes["serial_ffn"], 0.0),
+    }
+    assert {s.size for s in build_space(map_model(model), SpaceSettings())} == {32, 64}  # no budget: paper units

@@ -20,7 +20,7 @@ from prunepeft.callback import PrunePEFTCallback
 from prunepeft.models import HEAD_NAMES, count_params, freeze_for_peft, trainable_summary
 from prunepeft.recipe import Recipe
 from prunepeft.search import Pruner, WarmupVoter, check_budget, default_k, parse_budget
-from prunepeft.space import SpaceSettings, attach_all, build_space, map_model, spec_params
+from prunepeft.space import SpaceSettings, attach_all, build_space, map_model, spec_params, unit_sizes
 
 
 class PrunePEFT:
@@ -48,7 +48,9 @@ class PrunePEFT:
         self.base_params, self.head_params = count_params(model, self.head_names)
         self.budget_params = parse_budget(budget, self.base_params)
         self.model_map = map_model(model)
-        specs = build_space(self.model_map, self.space)
+        specs = build_space(
+            self.model_map, self.space, unit_sizes(model, self.model_map, self.space, self.budget_params)
+        )
         check_budget(budget, self.budget_params, {s.name: spec_params(model, s) for s in specs})
         candidates = {c.spec.name: c for c in attach_all(model, specs)}
         self.k = prune_per_round or default_k(len(candidates))

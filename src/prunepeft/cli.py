@@ -138,10 +138,20 @@ def _space_flags(p: argparse.ArgumentParser) -> None:
         help="paper: LoRA on query+value and an adapter after the feed-forward block, per layer; extended: "
         "also per-projection LoRA units and more adapter places",
     )  # fmt: skip
-    g.add_argument("--lora-rank", type=int, default=32, help="rank of each LoRA candidate")
-    g.add_argument("--lora-alpha", type=float, default=32.0, help="LoRA scaling numerator (scale = alpha / rank)")
+    g.add_argument(
+        "--lora-rank", type=int, default=None,
+        help="rank of each LoRA candidate (search: sized from the budget so that it keeps about half of the "
+        "candidates; train --method lora/dora/adalora: 32)",
+    )  # fmt: skip
+    g.add_argument(
+        "--lora-alpha", type=float, default=None,
+        help="LoRA scaling numerator, scale = alpha / rank (search: twice the rank; train: 32)",
+    )  # fmt: skip
     g.add_argument("--lora-dropout", type=float, default=0.0, help="dropout on the LoRA input")
-    g.add_argument("--bottleneck-size", type=int, default=64, help="width of each adapter candidate")
+    g.add_argument(
+        "--bottleneck-size", type=int, default=None,
+        help="width of each adapter candidate (search: sized from the budget like --lora-rank; train: 64)",
+    )  # fmt: skip
     g.add_argument("--adapter-activation", default="relu", help="non-linearity inside the adapters")
 
 
@@ -472,7 +482,8 @@ def run(args) -> dict | None:
         _plan(args, search=False)
         targets = [t.strip() for t in args.lora_targets.split(",") if t.strip()]
         results = train_baseline(
-            opts, train, args.method, rank=args.lora_rank, alpha=args.lora_alpha, targets=targets,
+            opts, train, args.method, rank=args.lora_rank or 32,
+            alpha=32.0 if args.lora_alpha is None else args.lora_alpha, targets=targets,
             space=_fill(SpaceSettings, args),
         )  # fmt: skip
     else:

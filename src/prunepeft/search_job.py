@@ -49,7 +49,7 @@ from prunepeft.jobs import (
 from prunepeft.models import ModelError, count_params
 from prunepeft.recipe import Recipe, write_json_atomic
 from prunepeft.search import BudgetError, Pruner, SearchSettings, WarmupVoter, check_budget, default_k, parse_budget
-from prunepeft.space import SpaceError, SpaceSettings, attach_all, build_space
+from prunepeft.space import SpaceError, SpaceSettings, attach_all, build_space, unit_sizes
 from prunepeft.training import TrainSettings, make_trainer, steps_per_epoch, timed_train
 
 LOG = "search_log.jsonl"
@@ -268,7 +268,8 @@ def find_recipes(
         raise BudgetError(f"--budget {settings.budget!r}: two of the budgets are the same number of parameters.")
     budget_params = min(budgets.values())
     model_map = opts.model_map(model)
-    candidates = {c.spec.name: c for c in attach_all(model, build_space(model_map, space))}
+    specs = build_space(model_map, space, unit_sizes(model, model_map, space, budget_params))
+    candidates = {c.spec.name: c for c in attach_all(model, specs)}
     sizes = {n: c.n_params for n, c in candidates.items()}
     for label, params in budgets.items():
         check_budget(label, params, sizes)

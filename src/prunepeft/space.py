@@ -205,19 +205,23 @@ SPACES: dict[str, tuple[tuple[str, str, tuple[str, ...]], ...]] = {
 }
 
 
+KEEP_SHARE = 0.5  # unit sizes from the budget: every candidate gets an equal share of twice the budget
+PAPER_RANK, PAPER_WIDTH = 32, 64  # sizes without a budget to derive them from (the supernet baseline)
+
+
 @dataclass(frozen=True)
 class SpaceSettings:
     space: str = "paper"
-    lora_rank: int = 32
-    lora_alpha: float = 32.0
+    lora_rank: int | None = None  # None: sized from the budget (``unit_sizes``)
+    lora_alpha: float | None = None  # None: twice the rank
     lora_dropout: float = 0.0
-    bottleneck_size: int = 64  # a width of 64 gives a serial adapter the size of a rank-32 q+v LoRA unit
+    bottleneck_size: int | None = None  # adapter width; None: sized from the budget
     adapter_activation: str = "relu"
 
     def __post_init__(self):
         if self.space not in SPACES:
             raise SpaceError(f"unknown search space {self.space!r}; choose from {sorted(SPACES)}")
-        if self.lora_rank < 1 or self.bottleneck_size < 1:
+        if any(size is not None and size < 1 for size in (self.lora_rank, self.bottleneck_size)):
             raise SpaceError(
                 f"--lora-rank and --bottleneck-size must be at least 1 (got {self.lora_rank}, {self.bottleneck_size})."
             )
@@ -227,12 +231,10 @@ class SpaceSettings:
             raise SpaceError(f"--lora-dropout must be in [0, 1), got {self.lora_dropout}.")
 
 
-def build_space(model_map: ModelMap, settings: SpaceSettings) -> list[CandidateSpec]:
-    """Every candidate of the search space, in canonical (layer, kind) order."""
+def _usable(model_map: ModelMap, settings: SpaceSettings) -> list[tuple[str, str, tuple[str, ...]]]:
     if settings.space not in SPACES:
         raise SpaceError(f"unknown search space {settings.space!r}; choose from {sorted(SPACES)}")
-    units = SPACES[settings.space]
-    usable = [u for u in units if all(r in model_map.roles for r in u[2])]
+    usable = [u for u in SPACES[settings.space] if all(r in model_map.roles for r in u[2])]
     if not usable:
         raise SpaceError(
             f"no candidate of the {settings.space!r} space can be placed in the blocks at "
@@ -240,21 +242,55 @@ def build_space(model_map: ModelMap, settings: SpaceSettings) -> list[CandidateS
             f"{list(model_map.linears)}. Set the missing roles with --target ROLE=NAME "
             "(roles: q, k, v, o, ffn_in, ffn_out)."
         )
+    return usable
+
+
+def unit_sizes(model: nn.Module, model_map: ModelMap, settings: SpaceSettings, budget_params: int) -> dict[str, int]:
+    """The rank or width of each kind of candidate: the one given, or else the size at which a candidate holds
+    an equal share of twice the budget (``KEEP_SHARE``), so that the budget keeps about half of the supernet
+    and, on average, half of each layer's candidates: sizes follow the budget and the model, not a task."""
+    usable = _usable(model_map, settings)
+    share = budget_params / (KEEP_SHARE * len(usable) * model_map.num_layers)
+    sizes = {}
+    for kind, module, roles in usable:
+        given = settings.lora_rank if module == "lora" else settings.bottleneck_size
+        if given is not None:
+            sizes[kind] = given
+            continue
+        one = CandidateSpec("probe", kind, 0, module, _targets(model_map, 0, roles), size=1)
+        two = dataclasses.replace(one, size=2)
+        per_size = spec_params(model, two) - spec_params(model, one)  # parameters per unit of rank or width
+        fixed = spec_params(model, one) - per_size  # adapter biases of the output
+        sizes[kind] = max(1, round((share - fixed) / per_size))
+    return sizes
+
+
+def _targets(model_map: ModelMap, layer: int, roles: tuple[str, ...]) -> tuple[str, ...]:
+    prefix = f"{model_map.layers_path}.{layer}."
+    return tuple(prefix + name for r in roles for name in model_map.roles[r])
+
+
+def build_space(
+    model_map: ModelMap, settings: SpaceSettings, sizes: dict[str, int] | None = None
+) -> list[CandidateSpec]:
+    """Every candidate of the search space, in canonical (layer, kind) order; ``sizes`` (kind -> rank or
+    width, from ``unit_sizes``) fills the sizes the settings leave open (else the paper's 32 and 64)."""
     specs = []
     for layer in range(model_map.num_layers):
-        prefix = f"{model_map.layers_path}.{layer}."
-        for kind, module, roles in usable:
-            targets = tuple(prefix + name for r in roles for name in model_map.roles[r])
+        for kind, module, roles in _usable(model_map, settings):
             is_lora = module == "lora"
+            given = settings.lora_rank if is_lora else settings.bottleneck_size
+            size = given or (sizes or {}).get(kind) or (PAPER_RANK if is_lora else PAPER_WIDTH)
+            alpha = (settings.lora_alpha or 2.0 * size) if is_lora else 0.0
             specs.append(
                 CandidateSpec(
                     name=f"L{layer}.{kind}",
                     kind=kind,
                     layer=layer,
                     module=module,
-                    targets=targets,
-                    size=settings.lora_rank if is_lora else settings.bottleneck_size,
-                    alpha=settings.lora_alpha if is_lora else 0.0,
+                    targets=_targets(model_map, layer, roles),
+                    size=size,
+                    alpha=alpha,
                     dropout=settings.lora_dropout if is_lora else 0.0,
                     activation="" if is_lora else settings.adapter_activation,
                 )
