@@ -66,4 +66,5 @@ def load(
         )
     not_restored = [key for key in loaded.new_keys if key not in state]
     report_new_keys(model_path, not_restored, "are missing from the base checkpoint and were not restored from the run")
+    report_new_keys(model_path, loaded.unexpected_keys, "of the base checkpoint have no place in the model (unused)")
     return model.eval()

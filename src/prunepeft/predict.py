@@ -76,6 +76,17 @@ def _column(frame: pd.DataFrame, where: str, names: list[str], given: str | None
     )
 
 
+def check_run(run_dir: str) -> None:
+    """A finished run: weights of some kind and results.json."""
+    if not any(os.path.isfile(os.path.join(run_dir, n)) for n in ("recipe.json", "adapter_config.json", "config.json")):
+        raise PredictError(
+            f"{run_dir!r} holds no finished run (no recipe.json, adapter_config.json or config.json). Give the "
+            "--output-dir of a search or train run."
+        )
+    if not os.path.isfile(os.path.join(run_dir, "results.json")):
+        raise PredictError(f"{run_dir!r} has no results.json: the run has not finished its final training.")
+
+
 def load_run(run_dir: str, base_model: str | None = None):
     """(model, tokenizer, label names or None, number of labels) of a finished run."""
     from transformers import AutoTokenizer
@@ -110,12 +121,7 @@ def load_run(run_dir: str, base_model: str | None = None):
 
                 model = AutoModelForSequenceClassification.from_pretrained(run_dir)
     else:
-        raise PredictError(
-            f"{run_dir!r} holds no finished run (no recipe.json, adapter_config.json or config.json). Give the "
-            "--output-dir of a search or train run."
-        )
-    if not results:
-        raise PredictError(f"{run_dir!r} has no results.json: the run has not finished its final training.")
+        check_run(run_dir)
     extra = {"gguf_file": gguf_file} if gguf_file else {}
     tokenizer = AutoTokenizer.from_pretrained(resolve_model(path, gguf_file), **extra)
     if tokenizer.pad_token is None:
@@ -188,6 +194,9 @@ def predict_command(args) -> None:
     fmt = args.format or ("jsonl" if args.output.lower().endswith((".jsonl", ".json")) else "csv")
     if args.batch_size < 1:
         raise PredictError(f"--batch-size must be at least 1, got {args.batch_size}.")
+    check_run(args.run_dir)
+    if args.task == "-" and sys.stdin.isatty():
+        print("prunepeft: reading texts from stdin, one per line (end with Ctrl-D)", file=sys.stderr)
     settings = run_settings(args.run_dir)
     run = settings.get("run", {})
     from prunepeft.data import GLUE_TASKS
