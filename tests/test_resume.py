@@ -39,13 +39,19 @@ def reference(tiny_bert_dir, csv_task, tmp_path_factory):  # noqa: F811
     return _comparable(out)
 
 
-@pytest.mark.parametrize("kill_at", ["_search:6", "_final:17"])
-def test_kill_and_resume_gives_the_same_answer(tiny_bert_dir, csv_task, tmp_path, reference, kill_at):  # noqa: F811
+@pytest.mark.parametrize(
+    "kill_at,every,saved", [("_search:6", "0", True), ("_search:6", "60", False), ("_final:17", "0", True)]
+)
+def test_kill_and_resume_gives_the_same_answer(tiny_bert_dir, csv_task, tmp_path, reference, kill_at, every, saved):  # noqa: F811
+    """Killed mid-round with a checkpoint after every round (the replay starts from the last round), and with
+    checkpoints every 60 s (none yet: the replay starts from the beginning); killed mid-final-training."""
     out = tmp_path / "run"
     killed = _run("search", "--model", tiny_bert_dir, "--task", csv_task, "--output-dir", str(out), *ARGS,
-                  kill_at=kill_at)  # fmt: skip
+                  "--checkpoint-every", every, kill_at=kill_at)  # fmt: skip
     assert killed.returncode == -9, killed.stderr[-2000:]
     assert not (out / "results.json").exists()
+    if kill_at.startswith("_search"):
+        assert bool(list((out / "_search").glob("checkpoint-*/search_state.json"))) == saved
     resumed = _run("search", "--resume", str(out))
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     recipe, metrics, log = _comparable(out)
@@ -71,7 +77,7 @@ def test_resume_refuses_what_it_cannot_continue(tmp_path):
 def test_damaged_checkpoint_is_refused_clearly(tiny_bert_dir, csv_task, tmp_path):  # noqa: F811
     out = tmp_path / "run"
     killed = _run("search", "--model", tiny_bert_dir, "--task", csv_task, "--output-dir", str(out), *ARGS,
-                  kill_at="_search:10")  # fmt: skip
+                  "--checkpoint-every", "0", kill_at="_search:10")  # fmt: skip
     assert killed.returncode == -9
     checkpoints = sorted((out / "_search").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
     weights = checkpoints[-1] / "model.safetensors"

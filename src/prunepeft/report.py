@@ -135,6 +135,59 @@ def plot_runs(runs: list[dict], path: str) -> None:
     plt.close(fig)
 
 
+REFERENCE = "reference.json"  # other methods' points for the curve plot, written beside a run by `prunepeft bench`
+
+
+def curve_path(run_dir: str) -> str:
+    return os.path.join(run_dir, "curve.png")
+
+
+def plot_curve(results: dict, reference: list[dict], path: str) -> None:
+    """A multi-budget search: test metric against trainable PEFT parameters, one point per trained budget and
+    a line through them; ``reference`` points (``{"label", "params", "test", "group"}``, e.g. peft LoRA at
+    matching ranks) are drawn as one line per group."""
+    metric = results["metric"]
+    points = [p for p in results["budgets"] if p["trained"]]
+    fig, ax = plt.subplots(figsize=(6.4, 4))
+    xs = [p["peft_params"] for p in points]
+    ys = [p["test"].get("test_" + metric) for p in points]
+    ax.plot(xs, ys, "o-", label="PrunePEFT (one search)")
+    for p, x, y in zip(points, xs, ys, strict=True):
+        ax.annotate(p["budget"], (x, y), fontsize=8, xytext=(4, 3), textcoords="offset points")
+    groups: dict[str, list[dict]] = {}
+    for r in reference:
+        groups.setdefault(r.get("group", r["label"]), []).append(r)
+    for group, rs in groups.items():
+        rs = sorted(rs, key=lambda r: r["params"])
+        ax.plot([r["params"] for r in rs], [r["test"] for r in rs], "s--", label=group)
+        for r in rs:
+            ax.annotate(r["label"], (r["params"], r["test"]), fontsize=7, xytext=(4, -9), textcoords="offset points")
+    ax.set_xscale("log")
+    ax.set_xlabel("trainable PEFT parameters (head excluded, log)")
+    ax.set_ylabel(f"test {metric}")
+    ax.set_title("Accuracy against size")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _curve_facts(results: dict) -> list[str]:
+    metric, out = results["metric"], []
+    for p in results["budgets"]:
+        score = "not trained"
+        if p["trained"]:
+            score = f"test {metric} <b>{p['test'].get('test_' + metric, float('nan')):.4f}</b>"
+        out.append(
+            f"budget {html.escape(p['budget'])}: {p['peft_params']:,} PEFT parameters (fit in round {p['fit_round']}), "
+            f"{score} (<a href=\"{p['dir']}/report.html\">{html.escape(p['dir'])}/</a>)"
+        )
+    t = results.get("time_s", {})
+    if "search_to_train_ratio" in t:
+        out.append(f"one search {t['search_s']:.0f} s; {t['search_to_train_ratio']:.2f} of a final training (mean)")
+    return out
+
+
 def write_report(run_dir: str) -> str:
     """report.html (and PNGs beside it) for a search run, or for a folder holding several runs."""
     if not is_main_process():
@@ -143,6 +196,11 @@ def write_report(run_dir: str) -> str:
     recipe = _read_json(os.path.join(run_dir, "recipe.json"))
     results = _read_json(os.path.join(run_dir, "results.json"))
     sections = []
+    curve = results.get("budgets")  # a search over several budgets: its curve, and the smallest budget's map
+    if curve:
+        plot_curve(results, _read_json(os.path.join(run_dir, REFERENCE)).get("points", []), curve_path(run_dir))
+        sections.append('<h2>Test metric against trainable parameters</h2><img src="curve.png" alt="curve">')
+        recipe = recipe or _read_json(os.path.join(run_dir, curve[-1]["dir"], "recipe.json"))
     if log and recipe:
         for name, title, plot in (
             ("module_map.png", "Module map", lambda p: plot_module_map(log, recipe, p)),
@@ -155,7 +213,7 @@ def write_report(run_dir: str) -> str:
                 sections.append(f'<h2>{title}</h2><img src="{name}" alt="{title}">')
     runs = [_read_json(os.path.join(run_dir, d, "results.json")) for d in sorted(os.listdir(run_dir))]
     runs = [r for r in runs if r]
-    if runs:
+    if runs and not curve:
         plot_runs(runs, os.path.join(run_dir, "runs.png"))
         sections.append('<h2>Runs</h2><img src="runs.png" alt="test metric vs parameters">')
     if not sections and not results:
@@ -173,7 +231,9 @@ def _page(run_dir: str, recipe: dict, results: dict, sections: list[str]) -> str
         for layer, kinds in recipe.get("per_layer", {}).items():
             rows.append(f"<tr><td>{layer}</td><td>{html.escape(', '.join(kinds) or '-')}</td></tr>")
     facts = []
-    if results:
+    if results.get("budgets"):
+        facts += _curve_facts(results)
+    elif results:
         m = results["metric"]
         p = results["params"]
         facts.append(f"test {m}: <b>{results['test'].get('test_' + m, float('nan')):.4f}</b>")
@@ -214,6 +274,7 @@ def measure_latency(model, vocab_size: int, batch_size: int = 32, length: int = 
             if i >= 2:
                 times.append(time.perf_counter() - start)
     return round(1000 * statistics.median(times), 2)
+
 
 def per_class_html(results: dict) -> str:
     """The test split per class: precision, recall, F1 and support, and the confusion matrix (rows: true label,
