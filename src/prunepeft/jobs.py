@@ -231,6 +231,7 @@ def final_train(
     method: str = "prunepeft",
 ) -> dict:
     """Retrain the recipe's candidates from a fresh initialisation on the full training data; test once."""
+    PLAN.where = "final training (before its first step)"
     if task.label_names and not getattr(task, "causal_lm", False) and recipe.label_names != task.label_names:
         recipe = dataclasses.replace(recipe, label_names=list(task.label_names))  # the names travel with it
         recipe.save(os.path.join(opts.output_dir, "recipe.json"))
