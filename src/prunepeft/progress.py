@@ -237,12 +237,14 @@ def phase_callback(output_dir: str, callbacks: list):
         def on_evaluate(self, args, state, control, metrics=None, **kwargs):
             if self.pending is None:
                 return
-            shown = [
-                f"validation {k.removeprefix('eval_')} {v:.4f}"
+            values = {
+                k.removeprefix("eval_"): v
                 for k, v in (metrics or {}).items()
                 if k.startswith("eval_") and isinstance(v, float) and not k.endswith(("_runtime", "per_second"))
                 and k != "eval_epoch"
-            ][:2]  # fmt: skip
+            }  # fmt: skip
+            names = [k for k in values if k != "loss"][:1] + (["loss"] if "loss" in values else [])
+            shown = [f"validation {k} {values[k]:.4f}" for k in names]
             self._show(f"{self.pending}{', ' + ', '.join(shown) if shown else ''}{self._left(state)}", final=True)
             self.pending = None
 
