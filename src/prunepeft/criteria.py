@@ -8,8 +8,9 @@ different sizes compare. ``PRUNE_IF_HIGH`` says the orientation: for most criter
 
 Evidence, not artefacts: the count criteria (zeros, threshold) count nothing below ``MIN_FRACTION`` of a
 candidate's elements (a handful of exact zeros among thousands of trained floats is noise), and the
-statistics criteria carry a standard error from their per-step values (``standard_errors``), so that a
-difference within noise is not read as a difference (``distinguishable``).
+statistics criteria carry a standard error from their per-step values (``standard_errors``), and weight one from
+its elements (``weight_error``), so that a difference within noise is not read as a difference
+(``distinguishable``).
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ import torch
 THRESHOLD = 1e-6  # |w| below this counts as "near zero" for the threshold criterion (as in the paper's code)
 MIN_FRACTION = 0.01  # a count criterion counts nothing below 1% of a candidate's elements
 NOISE_Z = 2.0  # two statistics differ when their gap exceeds two standard errors of the difference
-WEIGHT_RTOL = 1e-6  # weights are exact: only values equal to this relative precision are the same
 
 CRITERIA = ("weight", "zeros", "threshold", "activation", "gradient", "sensitivity")
 PRUNE_IF_HIGH = {"zeros": True, "threshold": True}
@@ -87,8 +87,15 @@ def evaluate_all(params: list[torch.Tensor], stats: UnitStats) -> dict[str, floa
     }
 
 
+def weight_error(params: list[torch.Tensor]) -> float:
+    """Standard error of mean(W^2) when the elements are taken as samples: the spread that freshly initialised,
+    equally useful candidates show between each other."""
+    squares = torch.cat([p.detach().float().pow(2).flatten() for p in params])
+    return float(squares.std()) / math.sqrt(squares.numel()) if squares.numel() > 1 else 0.0
+
+
 def standard_errors(stats: UnitStats, n_params: int) -> dict[str, float]:
-    """Standard error of each statistics criterion (a mean over forward calls or steps); 0 for the others."""
+    """Standard error of each statistics criterion (a mean over forward calls or steps)."""
     return {
         "activation": _sem(stats.activation_sum, stats.activation_sq, stats.activation_calls),
         "gradient": _sem(stats.grad_abs_sum, stats.grad_abs_sq, stats.grad_steps) / n_params,
@@ -107,9 +114,9 @@ def distinguishable(criterion: str, a: float, b: float, error_a: float = 0.0, er
     """Whether two candidates' values of one criterion differ by more than the criterion can resolve."""
     a, b = evidence_value(criterion, a), evidence_value(criterion, b)
     gap = abs(a - b)
-    if criterion in STATISTICS:
+    if criterion in STATISTICS or criterion == "weight":
         return gap > 0 and gap > NOISE_Z * math.hypot(error_a, error_b)
-    return gap > WEIGHT_RTOL * max(abs(a), abs(b)) if criterion == "weight" else gap > 0
+    return gap > 0
 
 
 def oriented(criterion: str, value: float) -> float:

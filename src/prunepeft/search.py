@@ -19,7 +19,7 @@ from torch import nn
 from prunepeft import hybrid
 from prunepeft.callback import NonFiniteLossError, StatsRecorder
 from prunepeft.config import require
-from prunepeft.criteria import CRITERIA, UnitStats, evaluate_all, standard_errors
+from prunepeft.criteria import CRITERIA, UnitStats, evaluate_all, standard_errors, weight_error
 from prunepeft.space import Candidate, detach
 
 METHODS = ("hybrid", "random", *CRITERIA)
@@ -32,6 +32,7 @@ class SearchSettings:
     blocks: bool = True  # hybrid: spindle depth blocks x kinds (False: partitions by kind only)
     prune_per_round: int = 0  # k; 0 = ceil(candidates / 8)
     round_epochs: float = 0.15  # training per round, in epochs of the search data
+    round_max_steps: int = 0  # at most this many steps per round (0 = no cap): rounds stop growing with the data
     warmup_fraction: float = 0.1  # share of the search data the warm-up trains on
     warmup_turns: int = 3
     search_fraction: float = 1.0  # < 1: low-fidelity search on a stratified share of the training data
@@ -46,6 +47,7 @@ class SearchSettings:
             self.prune_per_round >= 0, f"--prune-per-round must be 0 (automatic) or more, got {self.prune_per_round}."
         )
         require(self.round_epochs > 0, f"--round-epochs must be positive, got {self.round_epochs}.")
+        require(self.round_max_steps >= 0, f"--round-max-steps must be 0 (no cap) or more, got {self.round_max_steps}.")
         require(0 < self.warmup_fraction <= 1, f"--warmup-fraction must be in (0, 1], got {self.warmup_fraction}.")
         require(self.warmup_turns >= 1, f"--warmup-turns must be at least 1, got {self.warmup_turns}.")
         require(
@@ -108,7 +110,10 @@ def evidence(
 ) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, float]]]:
     """(scores, standard errors) of every candidate for one round."""
     scores = raw_scores(candidates, stats)
-    errors = {name: standard_errors(stats[name], c.n_params) for name, c in candidates.items()}
+    errors = {
+        name: {**standard_errors(stats[name], c.n_params), "weight": weight_error(c.parameters())}
+        for name, c in candidates.items()
+    }
     return scores, errors
 
 
