@@ -253,3 +253,20 @@ def test_own_trainer_warmup_records_activations(tiny_bert_dir):
     search.recorder.after_backward()
     stats = search.recorder.take()
     assert all(s.activation_calls > 0 for s in stats.values())
+
+
+def test_default_unit_sizes_follow_the_budget(tiny_bert_dir, csv_task, tmp_path):
+    """With no size flags every candidate holds about an equal share of twice the budget."""
+    from prunepeft.space import KEEP_SHARE
+
+    out = tmp_path / "auto"
+    args = [
+        "search", "--model", tiny_bert_dir, "--task", csv_task, "--output-dir", str(out), "--epochs", "1",
+        "--batch-size", "16", "--max-length", "16", "--round-epochs", "0.5", "--no-progress", "--budget", "6000",
+    ]  # fmt: skip
+    assert main(args) == 0
+    start = _log(out)[0]
+    share = 6000 / (KEEP_SHARE * len(start["candidates"]))
+    assert all(abs(n - share) / share < 0.1 for n in start["candidates"].values()), start["candidates"]
+    recipe = Recipe.load(str(out))
+    assert recipe.peft_params <= 6000 and len(recipe.candidates) >= len(start["candidates"]) // 2 - 1
