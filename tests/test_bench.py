@@ -128,3 +128,27 @@ def test_grid_runs_skips_and_tabulates(tiny_bert_dir, csv_task, tmp_path, monkey
     stamp = {p: p.stat().st_mtime for p in (tmp_path / "benchmarks/results/tiny/runs").iterdir()}
     run_grid(str(config))  # everything done: nothing reruns
     assert {p: p.stat().st_mtime for p in stamp} == stamp
+
+
+def test_a_budget_list_is_a_row_per_budget_and_a_curve(tiny_bert_dir, csv_task, tmp_path, monkeypatch):  # noqa: F811
+    monkeypatch.chdir(tmp_path)
+    config = tmp_path / "curve.yaml"
+    config.write_text(
+        f"name: curve\nmodel: {tiny_bert_dir}\ntasks: [{csv_task}]\nseeds: [0]\nheadline: prunepeft@2000\n"
+        "common: {epochs: 1, batch_size: 16, max_length: 16, lora_rank: 4}\n"
+        "methods:\n  prunepeft: {command: search, flags: {budget: '3000,2000,1200', bottleneck_size: 8,"
+        " train_budgets: '3000,2000'}, learning_rates: [0.001, 0.003]}\n"
+        "  lora_r2: {command: train, flags: {method: lora, lora_rank: 2}, curve: peft LoRA}\n"
+        "  lora_r4: {command: train, flags: {method: lora, lora_rank: 4}, curve: peft LoRA}\n"
+    )
+    table = (tmp_path / run_grid(str(config))).read_text()
+    lines = table.split("## Summary")[0].splitlines()
+    assert [line.split(" | ")[1] for line in lines if line.startswith("| toy |")] == [
+        "prunepeft@3000", "prunepeft@2000", "lora_r2", "lora_r4"]  # fmt: skip
+    assert "| lora_r4 | " in table.split("## prunepeft@2000 against each method")[1]
+    copies = sorted(p.name for p in (tmp_path / "benchmarks/results/curve/runs").iterdir())
+    assert len(copies) == 4  # one search per rate (its budgets together), one run per LoRA rank
+    (run,) = [p.parent for p in (tmp_path / "benchmarks/runs/curve/toy/prunepeft").glob("*/reference.json")]
+    assert {p["label"] for p in json.loads((run / "reference.json").read_text())["points"]} == {"lora_r2", "lora_r4"}
+    assert "curve.png" in (run / "report.html").read_text()
+    assert (tmp_path / "benchmarks/results/curve_params.png").stat().st_size > 0

@@ -5,7 +5,12 @@ Config keys: name, model, tasks, seeds, common (flags for every run), jobs (runs
 out among them), tune_seeds (the seeds on which learning rates are compared; default: all seeds), output,
 headline (a method compared seed by seed with every other in the table), and
 methods: a mapping method name -> {command: search|train, flags: {...}, learning_rates: [...] (optionally
-with variants: {NAME: {flags}, ...}), or learning_rate_from: METHOD}.
+with variants: {NAME: {flags}, ...}), or learning_rate_from: METHOD, and curve: NAME}.
+
+A search whose budget is a list (`budget: "2%,1%,0.5%"`) is one run that gives a configuration per budget: the
+table has a row per budget (`METHOD@BUDGET`), and the plot draws its curve. Methods sharing a `curve` name (peft
+LoRA at several ranks, say) are drawn as one line too, and their points go into each multi-budget run's report
+(reference.json) for the same task and seed.
 
 The setting of a method with `learning_rates` (its rate, crossed with its variants if it has any) is chosen per
 task by its mean validation metric over the tune seeds, never on test; the other seeds then run at that setting.
@@ -32,7 +37,7 @@ from prunepeft.config import ConfigError, load_yaml, require
 
 KEYS = {"name", "model", "tasks", "seeds", "common", "methods", "output", "jobs", "tune_seeds", "headline"}
 LOWER_IS_BETTER = {"loss", "mse"}
-METHOD_KEYS = {"command", "flags", "learning_rates", "learning_rate_from", "variants"}
+METHOD_KEYS = {"command", "flags", "learning_rates", "learning_rate_from", "variants", "curve"}
 
 
 def _flags(mapping: dict) -> list[str]:
@@ -189,8 +194,32 @@ def _settings(args: list[str]) -> list[str]:
     return args[:at] + args[at + 2 :]
 
 
+def points(results: dict) -> list[tuple[str, dict]]:
+    """(budget, results of one configuration) for each trained budget of a multi-budget search, in the shape of
+    a single run's results (the search's time shared by all); [(None, results)] for any other run."""
+    if "budgets" not in results:
+        return [(None, results)]
+    out = []
+    search_s = results["time_s"]["search_s"]
+    for p in results["budgets"]:
+        if not p["trained"]:
+            continue
+        time_s = {"search_s": search_s, "final_train_s": p["final_train_s"],
+                  "search_to_train_ratio": round(search_s / p["final_train_s"], 4)}  # fmt: skip
+        one = {k: results[k] for k in ("method", "task", "model", "metric", "memory_mib") if k in results}
+        one.update(test=p["test"], validation=p["validation"], params=p["params"], time_s=time_s)
+        if "bench" in results:
+            one["bench"] = results["bench"]
+        out.append((p["budget"], one))
+    return out
+
+
 def _score(results: dict) -> tuple[float, float]:
-    """Higher is better: the validation metric (negated for losses), then minus the validation loss."""
+    """Higher is better: the validation metric (negated for losses), then minus the validation loss; for a
+    multi-budget search, their means over the trained budgets."""
+    if "budgets" in results:
+        scores = [_score(one) for _, one in points(results)] or [(float("-inf"), float("-inf"))]
+        return tuple(statistics.mean(x) for x in zip(*scores, strict=True))
     value = _metric(results, "validation")
     if results["metric"] in LOWER_IS_BETTER:
         value = -value
@@ -251,11 +280,12 @@ def run_grid(config_path: str, jobs: int | None = None) -> str:
                 os.path.join("benchmarks", "results", name))  # fmt: skip
     jobs = jobs or int(config.get("jobs", 1))
     require(jobs >= 1, f"--jobs must be at least 1, got {jobs}.")
-    from prunepeft.bench_table import write_table  # it imports this module
+    from prunepeft.bench_table import write_references, write_table  # it imports this module
 
     errors = _run_all(grid.first_stage(), jobs, after=lambda: write_table(grid))
     errors += _run_all(grid.second_stage(), jobs, after=lambda: write_table(grid))
     path = write_table(grid)
+    write_references(grid)
     if errors:
         raise ConfigError(f"{len(errors)} run(s) failed (finished runs are kept; rerun to resume):\n" + errors[0])
     return path

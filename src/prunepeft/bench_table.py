@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import statistics
 
-from prunepeft.bench import LOWER_IS_BETTER, Grid, _metric, finished
+from prunepeft.bench import LOWER_IS_BETTER, Grid, _metric, finished, points
 
 
 def rows(grid: Grid) -> list[dict]:
@@ -24,10 +24,22 @@ def rows(grid: Grid) -> list[dict]:
                 variant, lr = setting
             runs = [grid.run(task, method, s, lr, variant) for s in grid.seeds]
             results = [x for x in map(finished, runs) if x is not None]
-            if results:
-                out.append({"task": runs[0]["task"], "method": method, "lr": lr, "variant": variant,
-                            "results": results})  # fmt: skip
+            by_budget: dict[str | None, list[dict]] = {}  # a multi-budget search: a row per budget
+            for one in results:
+                for budget, result in points(one):
+                    by_budget.setdefault(budget, []).append(result)
+            curve = grid.methods[method].get("curve")
+            for budget, rs in by_budget.items():
+                out.append({"task": runs[0]["task"], "method": method if budget is None else f"{method}@{budget}",
+                            "lr": lr, "variant": variant, "results": rs, "base": method,
+                            "curve": curve or (method if budget is not None else None)})  # fmt: skip
     return out
+
+
+def labels(grid: Grid, rows_or_summaries: list[dict]) -> list[str]:
+    """The table's method labels in the config's order (a multi-budget search: one per budget, largest first)."""
+    return [label for method in grid.methods
+            for label in dict.fromkeys(r["method"] for r in rows_or_summaries if r["base"] == method)]  # fmt: skip
 
 
 def _stats(values: list[float]) -> tuple[float, float]:
@@ -44,7 +56,7 @@ def summarise(row: dict) -> dict:
     ratios = [r["time_s"].get("search_to_train_ratio") for r in results]
     search = [r["time_s"].get("search_s") for r in results]
     return {
-        **{k: row[k] for k in ("task", "method", "lr", "variant")},
+        **{k: row[k] for k in ("task", "method", "lr", "variant", "base", "curve")},
         "seeds": len(results),
         "metric": results[0]["metric"],
         "test": test_mean,
@@ -99,7 +111,7 @@ def markdown(grid: Grid, summaries: list[dict]) -> str:
               "average over tasks once a method has them all.", "",
               f"| method | {' | '.join(tasks)} | average | % of base | search / train |",
               "|---|" + "---|" * (len(tasks) + 3)]  # fmt: skip
-    for method in grid.methods:
+    for method in labels(grid, summaries):
         mine = {s["task"]: s for s in summaries if s["method"] == method}
         if not mine:
             continue
@@ -126,6 +138,14 @@ def plot(grid: Grid, summaries: list[dict]) -> None:
         return
     fig, axes = plt.subplots(1, len(tasks), figsize=(6 * len(tasks), 4.5), squeeze=False)
     for ax, task in zip(axes[0], tasks, strict=True):
+        curves: dict[str, list[dict]] = {}  # multi-budget searches and `curve` groups: a line through their points
+        for s in (s for s in summaries if s["task"] == task and s["curve"]):
+            curves.setdefault(s["curve"], []).append(s)
+        for name, group in curves.items():
+            group = sorted(group, key=lambda s: s["with_head"])
+            ax.plot([s["with_head"] for s in group], [s["test"] for s in group], "-", alpha=0.6, label=name)
+        if curves:
+            ax.legend(fontsize=7)
         for s in (s for s in summaries if s["task"] == task):
             ax.errorbar(s["with_head"], s["test"], yerr=s["test_std"], fmt="o", capsize=3)
             ax.annotate(s["method"], (s["with_head"], s["test"]), fontsize=7, xytext=(3, 3),
@@ -161,7 +181,7 @@ def paired(grid: Grid, table: list[dict]) -> list[str]:
     of (headline's test metric - the other's) on the same seed, i.e. the same training slice and initialisation;
     positive means the headline method is better (for losses too). Then the seeds it wins, ties and loses."""
     headline = grid.config.get("headline")
-    if headline not in grid.methods:
+    if headline not in grid.methods and headline not in labels(grid, table):
         return []
     tasks = sorted({row["task"] for row in table})
     mine = {row["task"]: _by_seed(row) for row in table if row["method"] == headline}
@@ -170,7 +190,7 @@ def paired(grid: Grid, table: list[dict]) -> list[str]:
              f"over the seeds both have finished. Positive: {headline} is better.", "",
              f"| method | {' | '.join(tasks)} | {headline} better / equal / worse |",
              "|---|" + "---|" * (len(tasks) + 1)]  # fmt: skip
-    for method in grid.methods:
+    for method in labels(grid, table):
         if method == headline:
             continue
         cells, signs = [], [0, 0, 0]
@@ -199,3 +219,35 @@ def write_table(grid: Grid) -> str:
         fh.write("\n".join([markdown(grid, summaries), *paired(grid, table)]))
     plot(grid, summaries)
     return path
+
+
+def write_references(grid: Grid, table: list[dict] | None = None) -> list[str]:
+    """Into each multi-budget search's run folder (where it still exists): reference.json with the points of the
+    `curve` methods (e.g. peft LoRA at several ranks) on the same task and seed, and its report redrawn with
+    them. Returns the folders written."""
+    from prunepeft.recipe import write_json_atomic
+    from prunepeft.report import REFERENCE, write_report
+
+    table = rows(grid) if table is None else table
+    references: dict[tuple[str, int], list[dict]] = {}
+    for row in table:
+        if grid.methods[row["base"]].get("curve"):
+            for r in row["results"]:
+                references.setdefault((row["task"], r["bench"]["seed"]), []).append(
+                    {"label": row["method"], "group": row["curve"], "params": r["params"]["peft"],
+                     "test": _metric(r, "test")}
+                )  # fmt: skip
+    written = []
+    for row in table:
+        if row["method"] == row["base"]:
+            continue  # not a budget of a multi-budget search
+        for r in row["results"]:
+            args = r["bench"]["args"]
+            folder = args[args.index("--output-dir") + 1]
+            if folder in written or not os.path.exists(os.path.join(folder, "results.json")):
+                continue
+            points = references.get((row["task"], r["bench"]["seed"]), [])
+            write_json_atomic(os.path.join(folder, REFERENCE), {"points": points})
+            write_report(folder)
+            written.append(folder)
+    return written

@@ -187,6 +187,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     g.add_argument("--round-epochs", type=float, default=0.15, help="training per round, in epochs")
     g.add_argument(
+        "--round-max-steps", type=int, default=0, metavar="STEPS",
+        help="at most STEPS optimizer steps per round, however large the data (0: no cap)",
+    )  # fmt: skip
+    g.add_argument(
         "--search-warmup-fraction", dest="warmup_fraction", type=float, default=0.1, metavar="FRACTION",
         help="the search's warm-up, in which the criteria vote: the share of the search data it trains on",
     )  # fmt: skip

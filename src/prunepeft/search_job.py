@@ -49,7 +49,7 @@ from prunepeft.jobs import (
 from prunepeft.models import ModelError, count_params
 from prunepeft.recipe import Recipe, write_json_atomic
 from prunepeft.search import BudgetError, Pruner, SearchSettings, WarmupVoter, check_budget, default_k, parse_budget
-from prunepeft.space import SpaceError, SpaceSettings, attach_all, build_space, unit_sizes
+from prunepeft.space import SpaceError, SpaceSettings, attach_all, build_space, spec_params, unit_sizes
 from prunepeft.training import TrainSettings, make_trainer, steps_per_epoch, timed_train
 
 LOG = "search_log.jsonl"
@@ -228,10 +228,16 @@ def _search_data(task: TaskData, settings: SearchSettings, train: TrainSettings)
             search_task, train=stratified_subset(task.train, settings.search_fraction, train.seed)
         )
     if settings.eval_samples:
-        round_steps = max(1, round(settings.round_epochs * steps_per_epoch(len(search_task.train), train.batch_size)))
+        round_steps = _round_steps(settings, len(search_task.train), train.batch_size)
         rows = min(settings.eval_samples, max(32, round_steps * train.batch_size))
         search_task = dataclasses.replace(search_task, validation=stratified_subset(task.validation, rows, train.seed))
     return search_task
+
+
+def _round_steps(settings: SearchSettings, rows: int, batch_size: int) -> int:
+    """Optimizer steps per round: --round-epochs of the search data, at most --round-max-steps (if given)."""
+    steps = max(1, round(settings.round_epochs * steps_per_epoch(rows, batch_size)))
+    return min(steps, settings.round_max_steps) if settings.round_max_steps else steps
 
 
 def find_recipe(
@@ -268,7 +274,9 @@ def find_recipes(
         raise BudgetError(f"--budget {settings.budget!r}: two of the budgets are the same number of parameters.")
     budget_params = min(budgets.values())
     model_map = opts.model_map(model)
-    specs = build_space(model_map, space, unit_sizes(model, model_map, space, budget_params))
+    specs = build_space(
+        model_map, space, unit_sizes(model, model_map, space, _sizing_budget(model, model_map, space, budgets))
+    )
     candidates = {c.spec.name: c for c in attach_all(model, specs)}
     sizes = {n: c.n_params for n, c in candidates.items()}
     for label, params in budgets.items():
@@ -316,7 +324,7 @@ def find_recipes(
             )
         pruner = Pruner(model, candidates, assignment=assignment, **pruner_kwargs)
     if not pruner.done:
-        round_steps = max(1, round(settings.round_epochs * steps_per_epoch(len(tokenized["train"]), train.batch_size)))
+        round_steps = _round_steps(settings, len(tokenized["train"]), train.batch_size)
         max_rounds = math.ceil(len(candidates) / k) + 1
         clock = {"start": time.perf_counter(), "before": timings["rounds_s"]}
 
@@ -380,6 +388,21 @@ def find_recipes(
     if world_size() > 1:  # every process states what it kept: they must agree
         print(f"prunepeft rank {rank()}: kept {sorted(pruner.alive)}", flush=True)
     return recipes, timings, extra
+
+
+def _sizing_budget(model, model_map, space: SpaceSettings, budgets: dict[str, int]) -> int:
+    """The budget the candidates are sized for (where --lora-rank / --bottleneck-size leave it open): the only
+    one; of several, the largest (so that its configuration is sized as a search for it alone would size it),
+    unless a candidate sized for it would not fit in the smallest: then as large as lets one candidate take
+    about 4/5 of the smallest budget."""
+    largest, smallest = max(budgets.values()), min(budgets.values())
+    if largest == smallest:
+        return largest
+    specs = build_space(model_map, space, unit_sizes(model, model_map, space, largest))
+    unit = max(spec_params(model, s) for s in specs)
+    if unit <= smallest:
+        return largest
+    return max(smallest, int(largest * 0.8 * smallest / unit))
 
 
 def coverage_note(budget_params: int, sizes: dict[str, int], num_layers: int) -> str | None:
