@@ -84,7 +84,8 @@ def test_instruction_tuning_search(request, instructions, tmp_path, fixture):
     model_dir = request.getfixturevalue(fixture)
     out = tmp_path / "instr"
     results = _search(model_dir, instructions, out, "--budget", "1500", "--prompt-column", "question",
-                      "--response-column", "solution", "--answer-column", "final", "--max-length", "32")  # fmt: skip
+                      "--response-column", "solution", "--answer-column", "final", "--max-length", "32",
+                      "--search-eval-samples", "16")  # fmt: skip
     assert results["metric"] == "loss" and results["params"]["head"] == 0
     assert results["test"]["test_perplexity"] > 1 and 0 <= results["test"]["test_exact_match"] <= 1
     rounds = [json.loads(line) for line in (out / "search_log.jsonl").read_text().splitlines()]

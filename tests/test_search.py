@@ -66,7 +66,7 @@ def test_search_on_tiny_bert_end_to_end(tiny_bert_dir, csv_task, tmp_path):
         assert set(r["scores"]) == alive
         assert all(set(s) == set(CRITERIA) for s in r["scores"].values())
         assert set(r["theta"]) == set(r["p"]) == alive
-        assert r["val_metric"] is not None and r["wall_s"] >= 0
+        assert r["val_metric"] is None and r["wall_s"] >= 0  # no validation rows scored unless asked
         alive -= set(r["removed"])
     assert alive == {c.name for c in recipe.candidates}
     assert set(recipe.removed) == set(start["candidates"]) - alive
@@ -228,7 +228,8 @@ def test_search_on_a_glue_regression_pair_task(tiny_bert_dir, tmp_path):
     )  # fmt: skip
     copy.save_to_disk(tmp_path / "stsb")
     out = tmp_path / "run"
-    results = _search(tiny_bert_dir, "stsb", out, "--data-dir", str(tmp_path / "stsb"), "--budget", "2000")
+    results = _search(tiny_bert_dir, "stsb", out, "--data-dir", str(tmp_path / "stsb"), "--budget", "2000",
+                      "--search-eval-samples", "32")  # fmt: skip
     assert results["metric"] == "pearson" and "test_spearmanr" in results["test"]
     rounds = [r for r in _log(out) if r["phase"] == "round"]
     assert all(r["val_metric"] is not None for r in rounds)
