@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/phases.py --out runs/phases/after.json -- --seed 0 --output-dir runs/phases/after
     PYTHONPATH=/tmp/before/src .venv/bin/python benchmarks/phases.py --out runs/phases/before.json -- ...
+    .venv/bin/python benchmarks/phases.py --table before=runs/phases/before.json after=runs/phases/after.json
 
 Everything after ``--`` goes to `prunepeft search` (``--overwrite --no-progress`` are added). The phases are
 timed by wrapping functions the search calls, so the same script measures any version of the code (the one
@@ -103,8 +104,38 @@ def instrument() -> None:
     search_job.final_train = stop
 
 
+def table(paths: list[str]) -> str:
+    """A Markdown table of several breakdowns (one column each: "label=path" or a path)."""
+    runs = []
+    for item in paths:
+        label, _, path = item.rpartition("=")
+        with open(path, encoding="utf-8") as fh:
+            runs.append((label or os.path.basename(path), json.load(fh)))
+    names = list(runs[0][1]["phases_s"])
+    lines = [f"| phase | {' | '.join(label for label, _ in runs)} |", "|---|" + "---:|" * len(runs)]
+    for name in names:
+        cells = []
+        for _, r in runs:
+            value, total = r["phases_s"].get(name, 0.0), r["total_s"]
+            cells.append(f"{value:.1f} ({100 * value / total:.0f}%)")
+        lines.append(f"| {name} | {' | '.join(cells)} |")
+    rows = {
+        "**total to the recipe (imports excluded)**": lambda r: f"**{r['total_s']:.1f}**",
+        "search_s as reported": lambda r: f"{r['search_s_reported']:.1f}",
+        "last optimizer step of the rounds": lambda r: str(r["last_step"]),
+        "rounds": lambda r: str(r["rounds"]),
+        "PEFT parameters kept": lambda r: f"{r['peft_params']:,}",
+    }
+    for name, cell in rows.items():
+        lines.append(f"| {name} | {' | '.join(cell(r) for _, r in runs)} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     argv = sys.argv[1:]
+    if argv[:1] == ["--table"]:
+        print(table(argv[1:]))
+        return
     extra = argv[argv.index("--") + 1 :] if "--" in argv else []
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", required=True, help="where the breakdown (JSON) goes")
