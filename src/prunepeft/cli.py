@@ -205,10 +205,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument(
         "--search-eval-samples", type=int, default=0,
         help="validation rows scored after each round, for the log only (it decides nothing); at most what a "
-        "round trains on (default 0: none)",
+        "round trains on; 0: none",
     )  # fmt: skip
     g.add_argument(
-        "--train-budgets", default="",
+        "--train-budgets", default=None, metavar="BUDGETS",
         help="with several --budget values (e.g. 2%%,1%%,0.5%%): final-train only these (default: all)",
     )  # fmt: skip
     g.add_argument(

@@ -102,7 +102,7 @@ def budget_labels(settings: SearchSettings) -> list[str]:
             f"--budget {settings.budget!r}: give one budget, or several different ones separated by commas "
             "(e.g. '2%,1%,0.5%,0.25%')."
         )
-    chosen = [b.strip() for b in settings.train_budgets.split(",") if b.strip()]
+    chosen = [b.strip() for b in (settings.train_budgets or "").split(",") if b.strip()]
     unknown = [b for b in chosen if b not in labels]
     if unknown:
         raise BudgetError(f"--train-budgets {', '.join(unknown)}: not among --budget {settings.budget!r}.")
@@ -146,7 +146,7 @@ def _run_budgets(opts, task, space, settings, train, resume: bool) -> dict:
             "extra": extra,
         }  # fmt: skip
         write_json_atomic(os.path.join(out, BUDGETS), summary)
-    chosen = [b.strip() for b in settings.train_budgets.split(",") if b.strip()] or labels
+    chosen = [b.strip() for b in (settings.train_budgets or "").split(",") if b.strip()] or labels
     points = []
     for entry in summary["budgets"]:
         sub = os.path.join(out, entry["dir"])
