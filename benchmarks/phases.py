@@ -145,8 +145,11 @@ def main() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     import prunepeft
-    from prunepeft import cli
+    from prunepeft import cli, jobs, search, search_job, training  # noqa: F401  (imports are not a phase)
 
+    with contextlib.suppress(ImportError):  # what the metrics import lazily in newer code
+        import scipy.stats  # noqa: F401
+        import sklearn.metrics  # noqa: F401
     start = time.perf_counter()
     instrument()
     parsed = cli.parse(["search", *extra, "--overwrite", "--no-progress"])
