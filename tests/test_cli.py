@@ -60,7 +60,7 @@ def test_bad_input_is_refused_before_torch(tmp_path, tiny_bert_dir):
         (["--epochs", "0"], "--epochs"),
     ]
     for extra, expected in cases:
-        args = ["search", "--model", tiny_bert_dir, "--output-dir", str(tmp_path / "out"), *extra]
+        args = ["search", "--model", tiny_bert_dir, "--output-dir", str(tmp_path / "out"), "--no-progress", *extra]
         done, heavy, _ = _light(*args)
         assert done.returncode == 2, (extra, done.stderr)
         message = [line for line in done.stderr.splitlines() if line.startswith("prunepeft: error:")]

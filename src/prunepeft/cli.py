@@ -422,6 +422,7 @@ def run(args) -> dict | None:
     if args.command == "predict":
         from prunepeft.predict import predict_command
 
+        _progress(args)
         predict_command(args)
         return None
     if args.command == "export":
@@ -438,6 +439,7 @@ def run(args) -> dict | None:
             raise ConfigError("--resume continues a run and --overwrite replaces it: give one of them.")
         from prunepeft.search_job import resume
 
+        _progress(args)
         results = resume(args.resume)
         print_summary(results, args.resume)
         return results
@@ -464,6 +466,7 @@ def run(args) -> dict | None:
         args.model = args.model or (recipe.model if recipe else "minilm")
         args.task = args.task or (recipe.task if recipe else "rotten_tomatoes")
     preflight(args)
+    _progress(args)
     opts = _options(args)
     train = _train_settings(args)
     if args.command == "search":
@@ -497,6 +500,13 @@ def run(args) -> dict | None:
         results = jobs.train_recipe(opts, recipe, train)
     print_summary(results, opts.output_dir)
     return results
+
+
+def _progress(args) -> None:
+    """The libraries' progress bars on or off (after the checks: switching them imports transformers)."""
+    from prunepeft.progress import set_progress
+
+    set_progress(not args.no_progress)
 
 
 def _plan(args, *, search: bool, **extra) -> None:
@@ -631,10 +641,8 @@ def main(argv: list[str] | None = None) -> int:
         debug = getattr(args, "debug", False)
         if not debug:
             logging.getLogger("transformers").setLevel(logging.ERROR)
-        if hasattr(args, "no_progress"):
-            from prunepeft.progress import set_progress
-
-            set_progress(not args.no_progress)
+        if getattr(args, "no_progress", False) and "tqdm" not in sys.modules:
+            os.environ["TQDM_DISABLE"] = "1"  # read when tqdm is imported; costs nothing before the checks
         run(args)
     except KeyboardInterrupt as err:
         signum = err.signum if isinstance(err, Interrupted) else signal.SIGINT
