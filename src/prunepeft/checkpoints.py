@@ -95,7 +95,11 @@ def verify_checkpoint(checkpoint: str) -> None:
     """Read every tensor file of a checkpoint before resuming from it; a damaged one gets a clear error."""
     import torch
     from safetensors.torch import load_file
-    from transformers.trainer_pt_utils import safe_globals  # the allowlist the Trainer itself loads RNG files with
+
+    try:  # the allowlist the Trainer itself loads RNG files with
+        from transformers.trainer_pt_utils import safe_globals
+    except ImportError:  # transformers 4.x
+        from transformers.trainer import safe_globals
 
     for name in sorted(os.listdir(checkpoint)):
         path = os.path.join(checkpoint, name)

@@ -10,12 +10,15 @@ from dataclasses import dataclass
 
 import torch
 from transformers import DataCollatorForSeq2Seq, DataCollatorWithPadding, Trainer, TrainerCallback, TrainingArguments
+from transformers import __version__ as _transformers_version
 from transformers.trainer_callback import PrinterCallback
 
 from prunepeft.callback import FiniteLossCallback
 from prunepeft.config import require
 from prunepeft.data import TaskData, metric_fn
 from prunepeft.progress import phase_callback
+
+_TRANSFORMERS_5 = int(_transformers_version.split(".")[0]) >= 5
 
 
 @dataclass
@@ -60,7 +63,9 @@ def training_arguments(
         learning_rate=settings.learning_rate,
         per_device_train_batch_size=settings.batch_size,
         per_device_eval_batch_size=max(settings.batch_size, 64),
-        warmup_steps=settings.warmup,
+        # --warmup is a fraction of the steps: transformers 5 takes it as a warmup_steps below 1, 4.x as warmup_ratio
+        # (its warmup_steps is a step count); both warm up for ceil(fraction * steps) steps
+        **({"warmup_steps": settings.warmup} if _TRANSFORMERS_5 else {"warmup_ratio": settings.warmup}),
         weight_decay=settings.weight_decay,
         lr_scheduler_type=schedule,
         seed=settings.seed,
