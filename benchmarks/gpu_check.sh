@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # On a machine with a GPU (under 8 minutes on one H200-class card): the search on MiniLM and on a small
 # Llama-family model, printing time per training step, the search-cost ratio, and peak GPU memory of the search
-# against a plain LoRA run of the same model.
+# against a plain LoRA run of the same model; then where the MiniLM search's time goes, phase by phase.
 # No hub access is assumed: the Llama-family model is built from config (random weights, ~60 M parameters),
 # which is enough to time steps. Usage: bash benchmarks/gpu_check.sh  (after `make install`; PY=python3 to use
 # another interpreter that has prunepeft importable)
@@ -40,3 +40,9 @@ print(f"{r['model']}: {1000 * t['final_train_s'] / steps:.1f} ms/step (final tra
       f"machine {r['machine'].get('cuda')}")
 PY
 done
+# where the MiniLM search's time goes on this machine (search only, stopped before the final training)
+phase_args=(--model minilm --epochs "$EPOCHS")
+[ "$SAMPLES" = all ] || phase_args+=(--max-train-samples "$SAMPLES")
+$PY benchmarks/phases.py --threads "$(nproc)" --out "$RUN_DIR/phases-minilm.json" -- "${phase_args[@]}" \
+  --output-dir "$RUN_DIR/phases-minilm" > "$RUN_DIR/phases-minilm.log" 2>&1
+$PY benchmarks/phases.py --table "MiniLM search=$RUN_DIR/phases-minilm.json"
