@@ -110,9 +110,7 @@ def test_a_killed_multi_budget_search_resumes_to_the_same_curve(tiny_bert_dir, c
     assert json.loads((out / "results.json").read_text())["resumed"] is True
 
 
-def test_with_the_same_units_a_single_budget_search_keeps_what_the_curve_kept(
-    curve_run, tiny_bert_dir, csv_task, tmp_path
-):  # noqa: F811,E501
+def test_one_budget_alone_keeps_what_the_curve_kept(curve_run, tiny_bert_dir, csv_task, tmp_path):  # noqa: F811
     """Same supernet (unit sizes fixed by the flags), seed and data: the search for 2000 alone stops where the
     multi-budget search first fitted 2000, so it keeps the same candidates."""
     out = tmp_path / "single"
