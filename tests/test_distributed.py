@@ -50,6 +50,6 @@ def test_two_process_search_agrees_and_completes(launcher, tiny_bert_dir, csv_ta
     recipe = json.loads((out / "recipe.json").read_text())
     assert str(sorted(c["name"] for c in recipe["candidates"])) == beliefs["0"]
     assert recipe["peft_params"] <= 2000
-    assert (out / "results.json").exists() and done.stdout.count("== prunepeft") == 1  # one process reports
+    assert (out / "results.json").exists() and done.stdout.count("== PrunePEFT search") == 1  # one process reports
     log = [json.loads(line) for line in (out / "search_log.jsonl").read_text().splitlines()]
     assert sum(r["phase"] == "start" for r in log) == 1  # written once, not once per process
