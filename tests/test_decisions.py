@@ -270,6 +270,8 @@ def test_the_api_refuses_a_budget_it_cannot_meet():
         PrunePEFT(_bert(), budget="10", space=SPACE)
     with pytest.raises(BudgetError, match="nothing to prune"):
         PrunePEFT(_bert(), budget="0.9", space=SPACE)
+    with pytest.raises(BudgetError, match="over 100%"):
+        PrunePEFT(_bert(), budget="150%", space=SPACE)
 
 
 def test_fresh_warmup_turns_start_the_candidates_again(tmp_path):

@@ -77,6 +77,8 @@ def parse_budget(budget: str | float | int, base_params: int) -> int:
     if value <= 0:
         raise BudgetError(f"budget {budget!r} must be positive, e.g. '0.01' (1% of the base model).")
     if match.group(2):  # a percentage is always a fraction of the base model
+        if value > 100:
+            raise BudgetError(f"budget {budget!r} is over 100% of the base model; give a share of it, e.g. '1%'.")
         return int(value / 100 * base_params)
     if value < 1:
         return int(value * base_params)
