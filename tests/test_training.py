@@ -46,3 +46,19 @@ def test_length_ordered_evaluation_matches_stored_order(mixed_lengths, tiny_bert
     stored = trainer.evaluate()
     assert by_length["eval_accuracy"] == stored["eval_accuracy"]
     assert by_length["eval_loss"] == pytest.approx(stored["eval_loss"], rel=1e-5)
+
+
+def test_learning_rate_warm_up_is_a_fraction_of_the_steps(mixed_lengths, tiny_bert_dir, tmp_path):
+    """--warmup 0.06 of 100 steps warms up over 6 steps, whichever transformers reads the argument."""
+    tokenizer = AutoTokenizer.from_pretrained(tiny_bert_dir)
+    rows = tokenize_task(mixed_lengths, tokenizer, max_length=16)["train"]
+    settings = TrainSettings(progress=False, warmup=0.06, learning_rate=1e-3)
+    trainer = make_trainer(tiny_bert(), tokenizer, mixed_lengths, settings, str(tmp_path), rows, max_steps=100)
+    trainer.create_optimizer_and_scheduler(num_training_steps=100)
+    rates = []
+    for _ in range(8):
+        rates.append(trainer.lr_scheduler.get_last_lr()[0])
+        trainer.optimizer.step()
+        trainer.lr_scheduler.step()
+    assert rates[0] == 0.0 and all(a < b for a, b in zip(rates[:6], rates[1:7], strict=True))
+    assert rates[6] == pytest.approx(1e-3) and rates[7] < rates[6]
