@@ -282,7 +282,7 @@ def find_recipes(
     for label, params in budgets.items():
         check_budget(label, params, sizes)
     note = coverage_note(budget_params, sizes, model_map.num_layers)
-    if note and rank() == 0:
+    if note and rank() == 0 and (space.lora_rank or space.bottleneck_size):  # sizes the user fixed
         print(f"prunepeft: note: {note}", file=sys.stderr, flush=True)
     search_task = _search_data(task, settings, train)
     tokenized = tokenize_task(search_task, tokenizer, train.max_length)
@@ -413,8 +413,8 @@ def coverage_note(budget_params: int, sizes: dict[str, int], num_layers: int) ->
     return (
         f"the budget ({budget_params:,} parameters) holds at most {most} of the {len(sizes)} candidates "
         f"({min(sizes.values()):,}+ parameters each), so the configuration can reach at most {most} of the "
-        f"{num_layers} layers. Smaller units spread it wider (--lora-rank, --bottleneck-size): on MiniLM at 1% "
-        "on Rotten Tomatoes, half-size units scored higher on validation (benchmarks/results/minilm.md)."
+        f"{num_layers} layers. Smaller units spread it wider: lower --lora-rank / --bottleneck-size, or leave them "
+        "unset to size every candidate from the budget (an equal share of twice the budget)."
     )
 
 
