@@ -180,7 +180,7 @@ def _curve_facts(results: dict) -> list[str]:
             score = f"test {metric} <b>{p['test'].get('test_' + metric, float('nan')):.4f}</b>"
         out.append(
             f"budget {html.escape(p['budget'])}: {p['peft_params']:,} PEFT parameters (fit in round {p['fit_round']}), "
-            f"{score} (<a href=\"{p['dir']}/report.html\">{html.escape(p['dir'])}/</a>)"
+            f'{score} (<a href="{p["dir"]}/report.html">{html.escape(p["dir"])}/</a>)'
         )
     t = results.get("time_s", {})
     if "search_to_train_ratio" in t:
