@@ -52,7 +52,7 @@ def _stopped(proc, sig, out):
 
 def test_sigint_during_the_final_training(tiny_bert_dir, csv_task, tmp_path):  # noqa: F811
     out = tmp_path / "run"
-    proc = _start(tiny_bert_dir, csv_task, out, "--epochs", "200")
+    proc = _start(tiny_bert_dir, csv_task, out, "--epochs", "20000")  # far longer than the wait, however fast
     _wait_for(lambda: (out / "recipe.json").exists(), proc)  # the search is over; final training has begun
     time.sleep(1.0)
     code, where = _stopped(proc, signal.SIGINT, out)
