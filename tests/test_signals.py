@@ -18,8 +18,14 @@ def _start(model, task, out, *extra):
     return subprocess.Popen(
         [sys.executable, "-m", "prunepeft", "search", "--model", model, "--task", task, "--output-dir", str(out),
          *ARGS, *extra],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=_default_sigint,
     )  # fmt: skip
+
+
+def _default_sigint():
+    """A shell starts background jobs (`cmd &`, as CI may) with SIGINT ignored, and Python keeps it ignored: the
+    run under test gets the default, as from a terminal."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _wait_for(condition, proc, timeout=300):
