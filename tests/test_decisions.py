@@ -184,20 +184,21 @@ def _pruner(model, criterion="weight", seed=0, k=1, names=None):
     )  # fmt: skip
 
 
-def _fake_round(pruner, monkeypatch, weights: dict[str, float]) -> list[str]:
+def _fake_round(pruner, monkeypatch, weights: dict[str, float]) -> dict:
+    """One round of ``pruner`` in which only ``weights`` (as the weight criterion) is evidence; its log record."""
     scores = {m: {**dict.fromkeys(CRITERIA, 0.0), "weight": weights[m]} for m in pruner.alive}
     monkeypatch.setattr(search, "evidence", lambda alive, stats: ({m: scores[m] for m in alive}, {}))
     records = []
     pruner.log = records.append
     pruner.end_round(0, {}, None)
-    return records[-1]["removed"]
+    return records[-1]
 
 
 def test_the_pruner_removes_the_least_useful_first(monkeypatch):
     pruner = _pruner(_bert(), k=2)
     weights = {m: float(i) for i, m in enumerate(sorted(pruner.alive))}
     weights["L3.serial_ffn"], weights["L2.lora_qv"] = -2.0, -1.0  # the two smallest weights
-    assert _fake_round(pruner, monkeypatch, weights) == ["L3.serial_ffn", "L2.lora_qv"]
+    assert _fake_round(pruner, monkeypatch, weights)["removed"] == ["L3.serial_ffn", "L2.lora_qv"]
 
 
 def test_renaming_candidates_does_not_change_what_is_removed(monkeypatch):
@@ -206,9 +207,9 @@ def test_renaming_candidates_does_not_change_what_is_removed(monkeypatch):
     shuffled = names[::-1]
     rename = dict(zip(names, shuffled, strict=True))
     weights = {m: float((7 * i) % len(names)) for i, m in enumerate(names)}
-    removed = _fake_round(first, monkeypatch, weights)
+    removed = _fake_round(first, monkeypatch, weights)["removed"]
     second = _pruner(_bert(), k=3, names=rename)
-    removed_renamed = _fake_round(second, monkeypatch, {rename[m]: w for m, w in weights.items()})
+    removed_renamed = _fake_round(second, monkeypatch, {rename[m]: w for m, w in weights.items()})["removed"]
     assert [rename[m] for m in removed] == removed_renamed
 
 
@@ -216,14 +217,9 @@ def test_ties_in_removal_are_drawn_by_the_seed_not_by_name(monkeypatch):
     firsts = set()
     for seed in range(12):
         pruner = _pruner(_bert(), seed=seed, k=1)
-        weights = dict.fromkeys(pruner.alive, 1.0)  # nothing to tell them apart
-        records = []
-        scores = {m: {**dict.fromkeys(CRITERIA, 0.0), "weight": 1.0} for m in pruner.alive}
-        monkeypatch.setattr(search, "evidence", lambda alive, stats, s=scores: ({m: s[m] for m in alive}, {}))
-        pruner.log = records.append
-        pruner.end_round(0, {}, None)
-        assert records[-1]["abstained"] == {"P": ["weight"]} and len(records[-1]["tied_at_cut"]) == len(weights)
-        firsts.add(records[-1]["removed"][0])
+        record = _fake_round(pruner, monkeypatch, dict.fromkeys(pruner.alive, 1.0))  # nothing to tell them apart
+        assert record["abstained"] == {"P": ["weight"]} and len(record["tied_at_cut"]) == len(record["theta"])
+        firsts.add(record["removed"][0])
     assert len(firsts) >= 4  # spread over the candidates, not always the first name
 
 

@@ -180,3 +180,5 @@ def test_unit_sizes_keep_what_the_user_gives():
         ("serial_ffn", sizes["serial_ffn"], 0.0),
     }
     assert {s.size for s in build_space(map_model(model), SpaceSettings())} == {32, 64}  # no budget: paper units
+    zero = build_space(map_model(model), SpaceSettings(lora_rank=3, lora_alpha=0.0))  # a given alpha, even 0, stays
+    assert {s.alpha for s in zero if s.module == "lora"} == {0.0}

@@ -42,6 +42,10 @@ class StatsRecorder:
         self._sens_sq = {n: zero() for n in self.candidates}
         self._steps = 0
 
+    def _tables(self) -> tuple[dict, ...]:
+        """The per-candidate tables, in the order ``take`` reads them."""
+        return self._act, self._calls, self._grad, self._sens, self._act_sq, self._grad_sq, self._sens_sq
+
     def _observer(self, name: str) -> Callable[[torch.Tensor], None]:
         def observe(delta: torch.Tensor) -> None:
             if not torch.is_grad_enabled():  # evaluation passes do not count
@@ -75,8 +79,7 @@ class StatsRecorder:
         """The round's statistics as plain numbers, summed over all processes (so that every process takes
         the same decision); the sums start again from zero."""
         names = list(self.candidates)
-        tables = (self._act, self._calls, self._grad, self._sens, self._act_sq, self._grad_sq, self._sens_sq)
-        flat = [float(table[n]) for table in tables for n in names] + [float(self._steps)]
+        flat = [float(table[n]) for table in self._tables() for n in names] + [float(self._steps)]
         flat = all_reduce_sum(flat)
         k = len(names)
         column = lambda t, i: flat[t * k + i]  # noqa: E731
@@ -101,7 +104,7 @@ class StatsRecorder:
         cand = self.candidates.pop(name)
         for wrapper in cand.wrappers:
             wrapper.observer = None
-        for table in (self._act, self._calls, self._grad, self._sens, self._act_sq, self._grad_sq, self._sens_sq):
+        for table in self._tables():
             table.pop(name, None)
 
     def close(self) -> None:

@@ -276,12 +276,13 @@ def build_space(
     """Every candidate of the search space, in canonical (layer, kind) order; ``sizes`` (kind -> rank or
     width, from ``unit_sizes``) fills the sizes the settings leave open (else the paper's 32 and 64)."""
     specs = []
+    usable = _usable(model_map, settings)
     for layer in range(model_map.num_layers):
-        for kind, module, roles in _usable(model_map, settings):
+        for kind, module, roles in usable:
             is_lora = module == "lora"
             given = settings.lora_rank if is_lora else settings.bottleneck_size
             size = given or (sizes or {}).get(kind) or (PAPER_RANK if is_lora else PAPER_WIDTH)
-            alpha = (settings.lora_alpha or 2.0 * size) if is_lora else 0.0
+            alpha = 0.0 if not is_lora else 2.0 * size if settings.lora_alpha is None else settings.lora_alpha
             specs.append(
                 CandidateSpec(
                     name=f"L{layer}.{kind}",
