@@ -5,12 +5,13 @@
     .venv/bin/python benchmarks/phases.py --table before=runs/phases/before.json after=runs/phases/after.json
 
 Everything after ``--`` goes to `prunepeft search` (``--overwrite --no-progress`` are added). The phases are
-timed by wrapping functions the search calls, so the same script measures any version of the code (the one
-on PYTHONPATH): warm-up (everything inside the warm-up, its own training, scoring and Trainer included);
-training in rounds (the rounds' Trainer.train, less what is listed next); scoring (criteria and ranking at
-each round's end); removal (detaching the removed candidates); validation (per-round evaluation for the log);
-checkpoint (Trainer checkpoints and our search state); and outside the timed training: loading the model,
-tokenising, building Trainers, and the rest (reading the task, attaching candidates, writing the recipe).
+timed by wrapping functions the search calls, so the script measures any version of the code that has the folder
+layout of issue 16 (runs/, method/, ...; the one on PYTHONPATH): warm-up (everything inside the warm-up, its own
+training, scoring and Trainer included); training in rounds (the rounds' Trainer.train, less what is listed next);
+scoring (criteria and ranking at each round's end); removal (detaching the removed candidates); validation
+(per-round evaluation for the log); checkpoint (Trainer checkpoints and our search state); and outside the timed
+training: loading the model, tokenising, building Trainers, and the rest (reading the task, attaching candidates,
+writing the recipe).
 """
 
 from __future__ import annotations
@@ -60,17 +61,19 @@ def in_phase(name: str) -> bool:
 
 
 def instrument() -> None:
-    from prunepeft import jobs, search, search_job, training
+    from prunepeft.method import pruner as search
+    from prunepeft.runs import find_recipe, options, training
+    from prunepeft.runs import search as search_job
 
-    timed(search_job, "_warmup", "warmup")
-    timed(search_job, "build_model", "model_load")
-    for module in (search_job, jobs):
+    timed(find_recipe, "_warmup", "warmup")
+    timed(find_recipe, "build_model", "model_load")
+    for module in (search_job, options):
         with contextlib.suppress(AttributeError):
             timed(module, "load_data", "read_task")
-    timed(search_job, "tokenize_task", "tokenise")
-    timed(search_job, "make_trainer", "trainer_construction")
+    timed(find_recipe, "tokenize_task", "tokenise")
+    timed(find_recipe, "make_trainer", "trainer_construction")
     with contextlib.suppress(AttributeError):
-        timed(search_job, "attach_all", "attach")
+        timed(find_recipe, "attach_all", "attach")
     original_train = training.timed_train
 
     def timed_train(trainer, *args, **kwargs):
@@ -84,10 +87,10 @@ def instrument() -> None:
             COUNTS[phase] += 1
             _STACK.pop()
 
-    search_job.timed_train = timed_train
+    find_recipe.timed_train = timed_train
     timed(transformers.Trainer, "evaluate", "validation")
     timed(transformers.Trainer, "_save_checkpoint", "checkpoint")
-    from prunepeft import callback
+    from prunepeft.method import callback
 
     timed(callback.PrunePEFTCallback, "on_save", "checkpoint")
     for name in ("save_round", "write_round"):  # our own checkpoint writer, where the code has one
@@ -145,7 +148,8 @@ def main() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     import prunepeft
-    from prunepeft import cli, jobs, search, search_job, training  # noqa: F401  (imports are not a phase)
+    from prunepeft.cli import main as cli
+    from prunepeft.runs import find_recipe, search, training  # noqa: F401  (imports are not a phase)
 
     with contextlib.suppress(ImportError):  # what the metrics import lazily in newer code
         import scipy.stats  # noqa: F401

@@ -25,9 +25,9 @@ import time
 
 import torch
 
-from prunepeft.callback import StatsRecorder
-from prunepeft.models import freeze_for_peft, load_model
-from prunepeft.space import Candidate, SpaceSettings, attach_all, build_space, detach, map_model
+from prunepeft.method.backbone import freeze_for_peft, load_model
+from prunepeft.method.callback import StatsRecorder
+from prunepeft.method.candidates import Candidate, SpaceSettings, attach_all, build_space, detach, map_model
 
 BATCH, LENGTH = 32, 64
 
@@ -171,8 +171,9 @@ def whole_runs(samples: int, epochs: int) -> list[str]:
 
 def eval_order(repeats: int) -> list[str]:
     """Trainer.evaluate over Rotten Tomatoes' validation split in length order against the stored order."""
-    from prunepeft.data import load_task, tokenize_task
-    from prunepeft.training import TrainSettings, make_trainer
+    from prunepeft.data.load import load_task
+    from prunepeft.data.tokenizing import tokenize_task
+    from prunepeft.runs.training import TrainSettings, make_trainer
 
     loaded = load_model("minilm", 2)
     task = load_task("rotten_tomatoes")

@@ -20,14 +20,15 @@ import statistics
 import sys
 import tempfile
 
-from prunepeft import hybrid, search_job
-from prunepeft.criteria import CRITERIA
-from prunepeft.data import tokenize_task
-from prunepeft.jobs import JsonlLog, RunOptions, build_model, load_data
-from prunepeft.models import count_params
-from prunepeft.search import SearchSettings, WarmupVoter, default_k, parse_budget
-from prunepeft.space import SpaceSettings, attach_all, build_space, map_model, unit_sizes
-from prunepeft.training import TrainSettings
+from prunepeft.data.tokenizing import tokenize_task
+from prunepeft.method import hybrid
+from prunepeft.method.backbone import count_params
+from prunepeft.method.candidates import SpaceSettings, attach_all, build_space, map_model, unit_sizes
+from prunepeft.method.criteria import CRITERIA
+from prunepeft.method.pruner import SearchSettings, WarmupVoter, default_k, parse_budget
+from prunepeft.runs import find_recipe
+from prunepeft.runs.options import JsonlLog, RunOptions, build_model, load_data
+from prunepeft.runs.training import TrainSettings
 
 OUT = os.path.join(os.path.dirname(__file__), "results", "warmup_turns.md")
 
@@ -48,15 +49,15 @@ def warmup_log(task_name: str, seed: int, fresh: bool, max_train: int | None) ->
     partition = {n: hybrid.partition_of(c.spec.layer, c.spec.kind, blocks) for n, c in candidates.items()}
     log = JsonlLog(os.path.join(folder, "log.jsonl"))
     voter = functools.partial(WarmupVoter, fresh_turns=fresh)
-    original, search_job.WarmupVoter = search_job.WarmupVoter, voter
+    original, find_recipe.WarmupVoter = find_recipe.WarmupVoter, voter
     try:
         tokenized = tokenize_task(task, loaded.tokenizer, train.max_length)["train"]
-        search_job._warmup(
+        find_recipe._warmup(
             loaded.model, loaded.tokenizer, task, task, tokenized, settings, train, candidates, partition,
             default_k(len(candidates)), log,
         )  # fmt: skip
     finally:
-        search_job.WarmupVoter = original
+        find_recipe.WarmupVoter = original
     with open(log.path, encoding="utf-8") as fh:
         return [json.loads(line) for line in fh]
 

@@ -3,7 +3,7 @@
 import pytest
 from transformers import GPT2Config, GPT2ForSequenceClassification
 
-from prunepeft.cli import main
+from prunepeft.cli.main import main
 from test_search import csv_task  # noqa: F401  (fixture)
 
 FAST = ["--epochs", "1", "--batch-size", "16", "--max-length", "16", "--lora-rank", "4", "--bottleneck-size", "8",

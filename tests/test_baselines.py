@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from prunepeft.cli import main
+from prunepeft.cli.main import main
 from test_search import csv_task  # noqa: F401  (fixture)
 
 FAST = ["--epochs", "2", "--batch-size", "16", "--max-length", "16", "--lora-rank", "4", "--bottleneck-size", "8",

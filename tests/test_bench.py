@@ -4,8 +4,9 @@ import json
 
 import pytest
 
-from prunepeft.bench import Grid, _flags, done, run_grid
-from prunepeft.config import ConfigError
+from prunepeft.bench.grid import Grid, _flags, done
+from prunepeft.bench.run import run_grid
+from prunepeft.common.config import ConfigError
 from test_search import csv_task  # noqa: F401  (fixture)
 
 

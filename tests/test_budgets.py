@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
-from prunepeft.cli import main
-from prunepeft.recipe import Recipe
+from prunepeft.cli.main import main
+from prunepeft.method.recipe import Recipe
 from test_search import _log, csv_task  # noqa: F401  (fixture)
 
 BUDGETS = "3000,2000,1200"

@@ -7,11 +7,13 @@ import sys
 
 import pytest
 
-from prunepeft.cli import BASELINES, CRITERIA_CHOICES, ROLES, SPACE_CHOICES, build_parser, check_budget, main, parse
+from prunepeft.cli.checks import check_budget
+from prunepeft.cli.main import main
+from prunepeft.cli.parser import BASELINES, CRITERIA_CHOICES, ROLES, SPACE_CHOICES, build_parser, parse
 
 LIGHT = """
 import sys
-from prunepeft.cli import main
+from prunepeft.cli.main import main
 try:
     code = main(sys.argv[1:])
 except SystemExit as exit:
@@ -109,17 +111,17 @@ def test_transformers_style_aliases():
 
 
 def test_choices_written_in_the_cli_match_the_modules():
-    from prunepeft.baselines import METHODS as baselines
-    from prunepeft.search import METHODS
-    from prunepeft.space import ROLES as roles
-    from prunepeft.space import SPACES
+    from prunepeft.method.candidates import ROLES as roles
+    from prunepeft.method.candidates import SPACES
+    from prunepeft.method.pruner import METHODS
+    from prunepeft.runs.baselines import METHODS as baselines
 
     assert CRITERIA_CHOICES == METHODS and ROLES == roles and BASELINES == baselines
     assert SPACE_CHOICES == tuple(sorted(SPACES))
 
 
 def test_summary_header_names_the_method_once(capsys):
-    from prunepeft.cli import print_summary
+    from prunepeft.cli.main import print_summary
 
     results = {"metric": "accuracy", "method": "prunepeft", "task": "rotten_tomatoes", "model": "minilm",
                "params": {"peft": 10, "peft_percent_of_base": 0.1, "base": 100, "head": 2},

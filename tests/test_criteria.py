@@ -4,11 +4,11 @@ import pytest
 import torch
 from torch import nn
 
-from prunepeft import criteria
-from prunepeft.callback import StatsRecorder
-from prunepeft.criteria import UnitStats
-from prunepeft.modules import LoraLinear
-from prunepeft.space import Candidate
+from prunepeft.method import criteria
+from prunepeft.method.callback import StatsRecorder
+from prunepeft.method.candidates import Candidate
+from prunepeft.method.criteria import UnitStats
+from prunepeft.method.modules import LoraLinear
 
 
 def test_weight_zeros_threshold_by_hand():

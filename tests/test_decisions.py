@@ -14,13 +14,14 @@ import torch
 from torch import nn
 from transformers import BertConfig, BertForSequenceClassification, Trainer, TrainingArguments
 
-from prunepeft import hybrid, search
-from prunepeft.api import PrunePEFT
-from prunepeft.callback import StatsRecorder
-from prunepeft.criteria import CRITERIA, MIN_FRACTION, UnitStats, distinguishable, standard_errors
-from prunepeft.modules import LoraLinear
-from prunepeft.search import BudgetError, Pruner
-from prunepeft.space import Candidate, SpaceSettings, attach_all, build_space, map_model
+from prunepeft.method import hybrid
+from prunepeft.method import pruner as pruner_module
+from prunepeft.method.callback import StatsRecorder
+from prunepeft.method.candidates import Candidate, SpaceSettings, attach_all, build_space, map_model
+from prunepeft.method.criteria import CRITERIA, MIN_FRACTION, UnitStats, distinguishable, standard_errors
+from prunepeft.method.modules import LoraLinear
+from prunepeft.method.pruner import BudgetError, Pruner
+from prunepeft.method.trainer_plugin import PrunePEFT
 
 SPACE = SpaceSettings(lora_rank=4, lora_alpha=4, bottleneck_size=8)
 
@@ -187,7 +188,7 @@ def _pruner(model, criterion="weight", seed=0, k=1, names=None):
 def _fake_round(pruner, monkeypatch, weights: dict[str, float]) -> dict:
     """One round of ``pruner`` in which only ``weights`` (as the weight criterion) is evidence; its log record."""
     scores = {m: {**dict.fromkeys(CRITERIA, 0.0), "weight": weights[m]} for m in pruner.alive}
-    monkeypatch.setattr(search, "evidence", lambda alive, stats: ({m: scores[m] for m in alive}, {}))
+    monkeypatch.setattr(pruner_module, "evidence", lambda alive, stats: ({m: scores[m] for m in alive}, {}))
     records = []
     pruner.log = records.append
     pruner.end_round(0, {}, None)

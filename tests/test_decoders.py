@@ -10,8 +10,9 @@ from transformers import AutoTokenizer, MistralConfig, MistralForCausalLM, Qwen2
 
 import prunepeft
 from conftest import MINILM
-from prunepeft.instruct import load_instructions, prompt_text, tokenize_instructions
-from prunepeft.recipe import Recipe
+from prunepeft.cli.main import main
+from prunepeft.data.instruct import load_instructions, prompt_text, tokenize_instructions
+from prunepeft.method.recipe import Recipe
 from test_search import _search, csv_task  # noqa: F401  (fixture)
 
 # a few ids beyond the BERT vocabulary: Qwen2's tokenizer class adds its own special tokens (e.g. <|endoftext|>)
@@ -62,7 +63,7 @@ def test_lora_baseline_finds_the_decoder_projections(tiny_llama_dir, csv_task, t
     out = tmp_path / "lora"
     args = ["train", "--method", "lora", "--model", tiny_llama_dir, "--task", csv_task, "--output-dir", str(out),
             "--epochs", "1", "--batch-size", "16", "--max-length", "16", "--lora-rank", "4", "--no-progress"]  # fmt: skip
-    assert prunepeft.cli.main(args) == 0
+    assert main(args) == 0
     params = json.loads((out / "results.json").read_text())["params"]
     assert params["lora_targets"] == ["self_attn.q_proj", "self_attn.v_proj"]
     assert params["peft"] == 2 * 4 * (32 + 32) + 2 * 4 * (32 + 16)  # 2 layers; q is 32->32, v is 32->16 (2 kv heads)

@@ -12,7 +12,7 @@ import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
 import prunepeft
-from prunepeft.cli import main
+from prunepeft.cli.main import main
 from test_search import BAD, GOOD, csv_task  # noqa: F401  (fixture)
 
 gguf = pytest.importorskip("gguf")
@@ -99,7 +99,7 @@ def gguf_dir(tmp_path_factory):
 
 @pytest.mark.parametrize("name,tolerance", [("tiny.gguf", 1e-5), ("tiny-q8_0.gguf", 2e-2)])
 def test_gguf_round_trip_gives_the_source_logits(gguf_dir, name, tolerance):
-    from prunepeft.models import load_model
+    from prunepeft.method.backbone import load_model
 
     folder, source = gguf_dir
     loaded = load_model(str(folder), 0, gguf_file=name).model.eval()

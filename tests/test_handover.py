@@ -12,12 +12,12 @@ from peft import PeftModel
 from transformers import AutoModelForSequenceClassification
 
 import prunepeft
-from prunepeft.cli import main
-from prunepeft.export import save_weights
-from prunepeft.handover import ExportError, export_merged, export_peft
-from prunepeft.models import freeze_for_peft, load_model
-from prunepeft.recipe import Recipe
-from prunepeft.space import SpaceSettings, attach_all, build_space, map_model
+from prunepeft.cli.main import main
+from prunepeft.handover.load import save_weights
+from prunepeft.handover.peft_export import ExportError, export_merged, export_peft
+from prunepeft.method.backbone import freeze_for_peft, load_model
+from prunepeft.method.candidates import SpaceSettings, attach_all, build_space, map_model
+from prunepeft.method.recipe import Recipe
 
 
 def _trained_run(model_dir, run_dir, space, keep, resize=lambda spec: spec):

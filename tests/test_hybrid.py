@@ -1,7 +1,7 @@
 import pytest
 
-from prunepeft import hybrid
-from prunepeft.criteria import CRITERIA
+from prunepeft.method import hybrid
+from prunepeft.method.criteria import CRITERIA
 
 
 @pytest.mark.parametrize(

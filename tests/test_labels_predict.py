@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 import prunepeft
-from prunepeft.cli import main
+from prunepeft.cli.main import main
 
 GOOD = "good great fine lovely superb fun moving".split()
 BAD = "bad awful dull boring weak poor messy".split()
@@ -94,7 +94,7 @@ def test_load_still_warns_about_tensors_it_does_not_restore(run_dir, tiny_bert_d
 def test_merged_model_keeps_the_label_names(run_dir, tmp_path):
     from transformers import AutoConfig
 
-    from prunepeft.handover import merge_lora
+    from prunepeft.handover.peft_export import merge_lora
 
     merge_lora(prunepeft.load(None, str(run_dir))).save_pretrained(tmp_path / "merged")
     assert AutoConfig.from_pretrained(tmp_path / "merged").id2label == {0: "sports", 1: "weather"}

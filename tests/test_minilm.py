@@ -5,8 +5,8 @@ import json
 import pytest
 
 import prunepeft
-from prunepeft.cli import main
-from prunepeft.recipe import Recipe
+from prunepeft.cli.main import main
+from prunepeft.method.recipe import Recipe
 
 
 @pytest.mark.slow

@@ -3,7 +3,7 @@ import torch
 from peft import LoraConfig, get_peft_model
 from torch import nn
 
-from prunepeft.modules import LoraLinear, ParallelAdapter, SerialAdapter
+from prunepeft.method.modules import LoraLinear, ParallelAdapter, SerialAdapter
 
 
 class Toy(nn.Module):

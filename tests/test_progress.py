@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from prunepeft.progress import estimate_rounds
+from prunepeft.common.progress import estimate_rounds
 from test_search import csv_task  # noqa: F401  (fixture)
 
 ARGS = ["--epochs", "2", "--batch-size", "16", "--max-length", "16", "--lora-rank", "4", "--bottleneck-size", "8",
@@ -57,7 +57,7 @@ def test_default_keeps_the_helpful_bars_and_drops_checkpoint_writes(tiny_bert_di
 def test_quiet_loading_silences_the_gguf_bar_and_restores_it():
     import importlib
 
-    from prunepeft.models import quiet_loading
+    from prunepeft.method.backbone import quiet_loading
 
     gguf = importlib.import_module("transformers.modeling_gguf_pytorch_utils")
     original = gguf.tqdm

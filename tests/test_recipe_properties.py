@@ -5,9 +5,9 @@ import json
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from prunepeft.recipe import Recipe, RecipeError
-from prunepeft.search import BudgetError, parse_budget
-from prunepeft.space import SPACES, CandidateSpec
+from prunepeft.method.candidates import SPACES, CandidateSpec
+from prunepeft.method.pruner import BudgetError, parse_budget
+from prunepeft.method.recipe import Recipe, RecipeError
 
 names = st.text(alphabet="abcdefghijklmnopqrstuvwxyz_.0123456789", min_size=1, max_size=20)
 kinds = st.sampled_from([(kind, module) for space in SPACES.values() for kind, module, _ in space])

@@ -5,7 +5,7 @@ import subprocess
 
 import pytest
 
-from prunepeft.cli import main
+from prunepeft.cli.main import main
 from test_search import _search, csv_task  # noqa: F401  (fixture)
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

@@ -8,14 +8,15 @@ import torch
 from safetensors.torch import load_file
 
 import prunepeft
-from prunepeft.cli import main
-from prunepeft.criteria import CRITERIA
-from prunepeft.data import load_task, tokenize_task
-from prunepeft.export import WEIGHTS, save_weights
-from prunepeft.models import freeze_for_peft, load_model
-from prunepeft.recipe import Recipe
-from prunepeft.search import BudgetError, parse_budget
-from prunepeft.space import SpaceSettings, attach_all, build_space, map_model
+from prunepeft.cli.main import main
+from prunepeft.data.load import load_task
+from prunepeft.data.tokenizing import tokenize_task
+from prunepeft.handover.load import WEIGHTS, save_weights
+from prunepeft.method.backbone import freeze_for_peft, load_model
+from prunepeft.method.candidates import SpaceSettings, attach_all, build_space, map_model
+from prunepeft.method.criteria import CRITERIA
+from prunepeft.method.pruner import BudgetError, parse_budget
+from prunepeft.method.recipe import Recipe
 
 GOOD = "good great fine lovely superb fun moving".split()
 BAD = "bad awful dull boring weak poor messy".split()
@@ -181,7 +182,7 @@ def test_budget_below_smallest_candidate_is_refused(tiny_bert_dir, csv_task, tmp
 
 
 def test_coverage_note_when_the_budget_cannot_reach_every_layer():
-    from prunepeft.search_job import coverage_note
+    from prunepeft.runs.find_recipe import coverage_note
 
     units = {f"L{i}.{kind}": size for i in range(6) for kind, size in (("lora_qv", 49_152), ("serial_ffn", 49_600))}
     note = coverage_note(227_132, units, 6)  # MiniLM at 1% with the paper's units
@@ -201,13 +202,14 @@ def test_existing_output_is_not_overwritten(tiny_bert_dir, csv_task, tmp_path, c
 
 
 def test_trainer_flags_pass_through():
-    from prunepeft.cli import _train_settings, build_parser
-    from prunepeft.training import training_arguments
+    from prunepeft.cli.main import _train_settings
+    from prunepeft.cli.parser import build_parser
+    from prunepeft.runs.training import training_arguments
 
     args = build_parser().parse_args(["search", "--report-to", "tensorboard", "--learning-rate", "3e-4", "--seed", "7"])
     trainer_args = training_arguments(_train_settings(args), "unused")
     assert trainer_args.report_to == ["tensorboard"] and trainer_args.learning_rate == 3e-4 and trainer_args.seed == 7
-    assert trainer_args.disable_tqdm  # prunepeft.progress shows one line per phase instead of the Trainer's bars
+    assert trainer_args.disable_tqdm  # prunepeft.common.progress shows one line per phase instead of the Trainer's bars
 
 
 def test_search_on_a_glue_regression_pair_task(tiny_bert_dir, tmp_path):
@@ -239,13 +241,14 @@ def test_search_on_a_glue_regression_pair_task(tiny_bert_dir, tmp_path):
 @pytest.mark.parametrize("task,expected", [("./saved_ds/", "runs/saved_ds"), ("data/.hidden", "runs/hidden"),
                                            ("my.data.csv", "runs/my.data"), ("sst2", "runs/sst2")])  # fmt: skip
 def test_default_output_dir_is_never_runs_itself(task, expected):
-    from prunepeft.cli import _options, build_parser
+    from prunepeft.cli.main import _options
+    from prunepeft.cli.parser import build_parser
 
     assert _options(build_parser().parse_args(["search", "--task", task])).output_dir == expected
 
 
 def test_own_trainer_warmup_records_activations(tiny_bert_dir):
-    from prunepeft.api import PrunePEFT
+    from prunepeft.method.trainer_plugin import PrunePEFT
 
     loaded = load_model(tiny_bert_dir, 2)
     search = PrunePEFT(loaded.model, budget="10000")
@@ -258,7 +261,7 @@ def test_own_trainer_warmup_records_activations(tiny_bert_dir):
 
 def test_default_unit_sizes_follow_the_budget(tiny_bert_dir, csv_task, tmp_path):
     """With no size flags every candidate holds about an equal share of twice the budget."""
-    from prunepeft.space import KEEP_SHARE
+    from prunepeft.method.candidates import KEEP_SHARE
 
     out = tmp_path / "auto"
     args = [

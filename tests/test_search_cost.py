@@ -4,11 +4,11 @@ from types import SimpleNamespace
 
 import datasets
 
-from prunepeft.callback import PrunePEFTCallback
-from prunepeft.data import TaskData
-from prunepeft.search import SearchSettings
-from prunepeft.search_job import _round_steps, _search_data
-from prunepeft.training import TrainSettings
+from prunepeft.data.task import TaskData
+from prunepeft.method.callback import PrunePEFTCallback
+from prunepeft.method.pruner import SearchSettings
+from prunepeft.runs.find_recipe import _round_steps, _search_data
+from prunepeft.runs.training import TrainSettings
 
 
 def test_rounds_follow_the_data_up_to_the_cap():
@@ -46,7 +46,7 @@ def _control():
 
 def test_checkpoints_come_after_rounds_once_the_interval_has_passed_never_after_the_last(monkeypatch):
     clock = {"now": 0.0}
-    monkeypatch.setattr("prunepeft.callback.time.perf_counter", lambda: clock["now"])
+    monkeypatch.setattr("prunepeft.method.callback.time.perf_counter", lambda: clock["now"])
     saved = []
     cb = PrunePEFTCallback(_Rounds(), 2, evaluate=False, save_state=saved.append, checkpoint_every=60)
     args = SimpleNamespace(output_dir="out")

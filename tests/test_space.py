@@ -11,17 +11,9 @@ from transformers import (
 )
 
 from conftest import tiny_bert, tiny_llama
-from prunepeft.modules import LoraLinear, ParallelAdapter, SerialAdapter
-from prunepeft.search import drop_from_optimizer
-from prunepeft.space import (
-    SpaceError,
-    SpaceSettings,
-    attach,
-    attach_all,
-    build_space,
-    detach,
-    map_model,
-)
+from prunepeft.method.candidates import SpaceError, SpaceSettings, attach, attach_all, build_space, detach, map_model
+from prunepeft.method.modules import LoraLinear, ParallelAdapter, SerialAdapter
+from prunepeft.method.pruner import drop_from_optimizer
 
 SMALL = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64, vocab_size=100)
 
@@ -149,7 +141,7 @@ def test_removed_parameters_leave_the_optimizer():
 @pytest.mark.parametrize("space", ["paper", "extended"])
 @pytest.mark.parametrize("make", [tiny_bert, tiny_llama])
 def test_unit_sizes_give_every_candidate_an_equal_share_of_twice_the_budget(space, make):
-    from prunepeft.space import KEEP_SHARE, spec_params, unit_sizes
+    from prunepeft.method.candidates import KEEP_SHARE, spec_params, unit_sizes
 
     model = make()
     model_map = map_model(model)
@@ -168,7 +160,7 @@ def test_unit_sizes_give_every_candidate_an_equal_share_of_twice_the_budget(spac
 
 
 def test_unit_sizes_keep_what_the_user_gives():
-    from prunepeft.space import unit_sizes
+    from prunepeft.method.candidates import unit_sizes
 
     model = tiny_bert()
     settings = SpaceSettings(lora_rank=3, lora_alpha=5.0)

@@ -7,8 +7,9 @@ import pytest
 from transformers import AutoTokenizer
 
 from conftest import tiny_bert
-from prunepeft.data import TaskData, tokenize_task
-from prunepeft.training import TrainSettings, make_trainer
+from prunepeft.data.task import TaskData
+from prunepeft.data.tokenizing import tokenize_task
+from prunepeft.runs.training import TrainSettings, make_trainer
 
 
 @pytest.fixture

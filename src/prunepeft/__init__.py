@@ -6,19 +6,19 @@ __all__ = ["PrunePEFT", "PrunePEFTCallback", "load", "__version__"]
 
 
 def load(base_model, run_dir, *, trust_remote_code: bool = False):
-    """Rebuild a trained prunepeft configuration: see ``prunepeft.export.load``."""
-    from prunepeft.export import load as _load
+    """Rebuild a trained prunepeft configuration: see ``prunepeft.handover.load.load``."""
+    from prunepeft.handover.load import load as _load
 
     return _load(base_model, run_dir, trust_remote_code=trust_remote_code)
 
 
 def __getattr__(name):  # keep `import prunepeft` light: torch/transformers load on first use
     if name == "PrunePEFT":
-        from prunepeft.api import PrunePEFT
+        from prunepeft.method.trainer_plugin import PrunePEFT
 
         return PrunePEFT
     if name == "PrunePEFTCallback":
-        from prunepeft.callback import PrunePEFTCallback
+        from prunepeft.method.callback import PrunePEFTCallback
 
         return PrunePEFTCallback
     raise AttributeError(name)

@@ -1,5 +1,5 @@
 import sys
 
-from prunepeft.cli import main
+from prunepeft.cli.main import main
 
 sys.exit(main())

@@ -1,0 +1,232 @@
+"""`prunepeft bench --config benchmarks/NAME.yaml`: a grid of methods x tasks x seeds, one run per folder, then a
+Markdown table and plots in benchmarks/results/.
+
+Config keys: name, model, tasks, seeds, common (flags for every run), jobs (runs at once; the cores are shared
+out among them), tune_seeds (the seeds on which learning rates are compared; default: all seeds), output,
+headline (a method compared seed by seed with every other in the table), and
+methods: a mapping method name -> {command: search|train, flags: {...}, learning_rates: [...] (optionally
+with variants: {NAME: {flags}, ...}), or learning_rate_from: METHOD, and curve: NAME}.
+
+A search whose budget is a list (`budget: "2%,1%,0.5%"`) is one run that gives a configuration per budget: the
+table has a row per budget (`METHOD@BUDGET`), and the plot draws its curve. Methods sharing a `curve` name (peft
+LoRA at several ranks, say) are drawn as one line too, and their points go into each multi-budget run's report
+(reference.json) for the same task and seed.
+
+The setting of a method with `learning_rates` (its rate, crossed with its variants if it has any) is chosen per
+task by its mean validation metric over the tune seeds, never on test; the other seeds then run at that setting.
+A method with `learning_rate_from` runs at the setting chosen for that method, variant flags included (the search
+ablations share the setting of the search they ablate).
+
+Each finished run's results.json is copied to benchmarks/results/NAME/runs/, and a run whose copy exists there
+is not run again: a committed benchmark resumes on any machi"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import statistics
+
+from prunepeft.common.config import require
+
+KEYS = {"name", "model", "tasks", "seeds", "common", "methods", "output", "jobs", "tune_seeds", "headline"}
+LOWER_IS_BETTER = {"loss", "mse"}
+METHOD_KEYS = {"command", "flags", "learning_rates", "learning_rate_from", "variants", "curve"}
+
+
+def _flags(mapping: dict) -> list[str]:
+    out = []
+    for key, value in mapping.items():
+        flag = "--" + str(key).replace("_", "-")
+        if value is True:
+            out.append(flag)
+        elif value is not False and value is not None:  # 0 is a value
+            out += [flag, str(value)]
+    return out
+
+
+class Grid:
+    """The runs of one benchmark config, and where their results live."""
+
+    def __init__(self, config: dict, name: str, root: str, results_dir: str):
+        unknown = set(config) - KEYS
+        require(not unknown, f"bench config: unknown keys {sorted(unknown)}; known: {sorted(KEYS)}.")
+        require(bool(config.get("methods")), "bench config: 'methods' is empty.")
+        self.config, self.name, self.root, self.results_dir = config, name, root, results_dir
+        self.methods = {m: spec or {} for m, spec in config["methods"].items()}
+        self.seeds = list(config.get("seeds", [0]))
+        self.tune_seeds = list(config.get("tune_seeds", self.seeds))
+        require(bool(self.seeds) and bool(self.tune_seeds), "bench config: seeds and tune_seeds must not be empty.")
+        require(set(self.tune_seeds) <= set(self.seeds), "bench config: tune_seeds must be among seeds.")
+        labels = [_label(t) for t in config.get("tasks", ["rotten_tomatoes"])]
+        require(len(set(labels)) == len(labels), f"bench config: two tasks share a name ({labels}); rename a file.")
+        for method, spec in self.methods.items():
+            bad = set(spec) - METHOD_KEYS
+            require(not bad, f"bench config: {method} has unknown keys {sorted(bad)}; known: {sorted(METHOD_KEYS)}.")
+            require(spec.get("command", "train") in ("search", "train"),
+                    f"bench config: {method}.command must be search or train.")  # fmt: skip
+            if "learning_rates" in spec:  # YAML reads 1e-3 as a string; 1.0e-3 as a number
+                try:
+                    spec["learning_rates"] = [float(x) for x in spec["learning_rates"]]
+                except (TypeError, ValueError):
+                    spec["learning_rates"] = []
+                require(bool(spec["learning_rates"]), f"bench config: {method}.learning_rates must be numbers.")
+            variants = spec.get("variants")
+            require(variants is None or ("learning_rates" in spec and isinstance(variants, dict) and variants
+                    and all(isinstance(v, dict | None) for v in variants.values())),
+                    f"bench config: {method}.variants must map names to flags, beside learning_rates.")  # fmt: skip
+            source = spec.get("learning_rate_from")
+            require(source is None or "learning_rates" in self.methods.get(source, {}),
+                    f"bench config: {method}.learning_rate_from must name a method with learning_rates.")  # fmt: skip
+
+    def run(self, task: str, method: str, seed: int, lr: float | None, variant: str | None = None) -> dict:
+        spec = self.methods[method]
+        label = _label(task)
+        leaf = (f"{variant}-" if variant else "") + (f"lr{lr}-s{seed}" if lr else f"s{seed}")
+        tuned_flags = self.variants(self.setting_source(method) or method).get(variant) or {}
+        flags = {**self.config.get("common", {}), **spec.get("flags", {}), **tuned_flags, "seed": seed}
+        if lr:
+            flags["learning_rate"] = lr
+        folder = os.path.join(self.root, label, method, leaf)
+        args = [spec.get("command", "train"), "--model", self.config.get("model", "minilm"), "--task", task,
+                "--output-dir", folder, "--overwrite", "--no-progress", *_flags(flags)]  # fmt: skip
+        copy = os.path.join(self.results_dir, "runs", f"{label}__{method}__{leaf}.json")
+        return {"task": label, "method": method, "lr": lr, "variant": variant, "seed": seed, "dir": folder,
+                "args": args, "copy": copy}  # fmt: skip
+
+    def first_stage(self) -> list[dict]:
+        """Runs that need no choice: the settings' grid on the tune seeds, and methods with a fixed rate; seed by
+        seed within a task."""
+        runs = []
+        for task in self.config.get("tasks", ["rotten_tomatoes"]):
+            task_runs = []
+            for method, spec in self.methods.items():
+                if "learning_rates" in spec:
+                    task_runs += [r for group in self.tuning_runs(task, method).values() for r in group]
+                elif "learning_rate_from" not in spec:
+                    task_runs += [self.run(task, method, s, None) for s in self.seeds]
+            runs += _seed_by_seed(task_runs)
+        return runs
+
+    def second_stage(self) -> list[dict]:
+        """The other seeds at each chosen setting, then (on every task) the methods that borrow a chosen setting:
+        the tuned methods are complete before the ablations start. Within a task both stages go seed by seed."""
+        runs = []
+        for borrowers in (False, True):
+            for task in self.config.get("tasks", ["rotten_tomatoes"]):
+                runs += self._second_stage(task, borrowers)
+        return runs
+
+    def _second_stage(self, task: str, borrowers: bool) -> list[dict]:
+        runs = []
+        for method in self.methods:
+            source = self.setting_source(method)
+            if source is None or (source != method) != borrowers:
+                continue  # fixed rate, or the other pass
+            setting = self.chosen(task, source)
+            if setting is None:
+                continue  # not tuned yet (or a tuning run failed): its runs wait
+            variant, lr = setting
+            seeds = [s for s in self.seeds if s not in self.tune_seeds] if source == method else self.seeds
+            runs += [self.run(task, method, s, lr, variant) for s in seeds]
+        return _seed_by_seed(runs)
+
+    def setting_source(self, method: str) -> str | None:
+        """The method whose tuning sets this method's rate and variant (itself, or the one it borrows from);
+        None: a fixed rate."""
+        spec = self.methods[method]
+        return method if "learning_rates" in spec else spec.get("learning_rate_from")
+
+    def variants(self, method: str) -> dict[str | None, dict]:
+        return self.methods[method].get("variants") or {None: {}}
+
+    def tuning_runs(self, task: str, method: str) -> dict[tuple[str | None, float], list[dict]]:
+        """(variant, rate) -> its runs on the tune seeds."""
+        rates = self.methods[method]["learning_rates"]
+        return {(v, lr): [self.run(task, method, s, lr, v) for s in self.tune_seeds]
+                for v in self.variants(method) for lr in rates}  # fmt: skip
+
+    def chosen(self, task: str, method: str) -> tuple[str | None, float] | None:
+        """The (variant, rate) with the best mean validation score over the tune seeds (ties: lower validation
+        loss; then the one listed first); None until every tuning run has finished."""
+        scores = {}
+        for key, runs in self.tuning_runs(task, method).items():
+            results = [finished(r) for r in runs]
+            if any(x is None for x in results):
+                return None
+            scores[key] = tuple(statistics.mean(x) for x in zip(*map(_score, results), strict=True))
+        return max(scores, key=scores.get)
+
+
+def _seed_by_seed(runs: list[dict]) -> list[dict]:
+    """Seed 0 of every method, then seed 1, ... (stable): a grid stopped early has its methods level."""
+    return sorted(runs, key=lambda r: r["seed"])
+
+
+def _label(task: str) -> str:
+    return os.path.splitext(os.path.basename(task))[0]  # a file path becomes its name
+
+
+def finished(run: dict) -> dict | None:
+    """The run's results if it finished with these very settings (a copy whose recorded command line is this
+    run's, but for the folder it wrote to), else None."""
+    if not os.path.exists(run["copy"]):
+        return None
+    results = read(run)
+    recorded = results.get("bench", {}).get("args") or results.get("command", "").split(" ")[1:]
+    return results if _settings(recorded) == _settings(run["args"]) else None
+
+
+def done(run: dict) -> bool:
+    return finished(run) is not None
+
+
+def _settings(args: list[str]) -> list[str]:
+    if "--output-dir" not in args:
+        return args
+    at = args.index("--output-dir")
+    return args[:at] + args[at + 2 :]
+
+
+def points(results: dict) -> list[tuple[str, dict]]:
+    """(budget, results of one configuration) for each trained budget of a multi-budget search, in the shape of
+    a single run's results (the search's time shared by all); [(None, results)] for any other run."""
+    if "budgets" not in results:
+        return [(None, results)]
+    out = []
+    search_s = results["time_s"]["search_s"]
+    for p in results["budgets"]:
+        if not p["trained"]:
+            continue
+        time_s = {"search_s": search_s, "final_train_s": p["final_train_s"],
+                  "search_to_train_ratio": round(search_s / p["final_train_s"], 4)}  # fmt: skip
+        one = {k: results[k] for k in ("method", "task", "model", "metric", "memory_mib") if k in results}
+        one.update(test=p["test"], validation=p["validation"], params=p["params"], time_s=time_s)
+        if "bench" in results:
+            one["bench"] = results["bench"]
+        out.append((p["budget"], one))
+    return out
+
+
+def _score(results: dict) -> tuple[float, float]:
+    """Higher is better: the validation metric (negated for losses), then minus the validation loss; for a
+    multi-budget search, their means over the trained budgets."""
+    if "budgets" in results:
+        scores = [_score(one) for _, one in points(results)] or [(float("-inf"), float("-inf"))]
+        return tuple(statistics.mean(x) for x in zip(*scores, strict=True))
+    value = _metric(results, "validation")
+    if results["metric"] in LOWER_IS_BETTER:
+        value = -value
+    loss = float(results["validation"].get("eval_loss", float("nan")))
+    nan_low = lambda x: float("-inf") if math.isnan(x) else x  # noqa: E731
+    return nan_low(value), nan_low(-loss)
+
+
+def read(run: dict) -> dict:
+    with open(run["copy"], encoding="utf-8") as fh:
+        return json.load(fh)
+
+
+def _metric(results: dict, split: str) -> float:
+    key = ("eval_" if split == "validation" else "test_") + results["metric"]
+    return float(results[split].get(key, float("nan")))

@@ -1,0 +1,294 @@
+"""The `prunepeft` command: flags in, the chosen job run, its summary out; bad input and interruptions as messages.
+
+Only argparse, the settings file reader and light checks are imported at start: torch and transformers load once
+the flags and inputs have been checked, so `--help`, `--version` and bad input answer at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import os
+import signal
+import sys
+
+from prunepeft.cli.checks import output_dir_of, parse_targets, preflight
+from prunepeft.cli.parser import parse
+
+
+def _fill(cls, args: argparse.Namespace, **computed):
+    """A settings dataclass from the flags of the same names, plus the values computed here."""
+    names = [f.name for f in dataclasses.fields(cls) if f.name not in computed and hasattr(args, f.name)]
+    return cls(**{n: getattr(args, n) for n in names}, **computed)
+
+
+def _options(args):
+    from prunepeft.runs.options import RunOptions
+
+    return _fill(RunOptions, args, output_dir=output_dir_of(args), targets=parse_targets(args.target))
+
+
+def _train_settings(args):
+    from prunepeft.runs.training import TrainSettings
+
+    return _fill(TrainSettings, args, progress=not args.no_progress)
+
+
+def run(args) -> dict | None:
+    if args.command == "env":
+        import json
+
+        from prunepeft.runs.options import environment
+
+        print(json.dumps(environment(), indent=2))
+        return None
+    if args.command == "bench":
+        from prunepeft.bench.run import run_grid
+
+        print(f"written to {run_grid(args.config, args.jobs)}")
+        return None
+    if args.command == "report":
+        from prunepeft.common.config import ConfigError
+
+        if not os.path.isdir(args.run_dir):
+            raise ConfigError(f"{args.run_dir!r} is not a folder; give the --output-dir of a run.")
+        from prunepeft.handover.report import write_report
+
+        print(f"written to {write_report(args.run_dir)}")
+        return None
+    if args.command == "predict":
+        from prunepeft.handover.predict import predict_command
+
+        _progress(args)
+        predict_command(args)
+        return None
+    if args.command == "export":
+        from prunepeft.handover.peft_export import export_merged, export_peft
+
+        export = export_merged if args.merge else export_peft
+        target = args.output or os.path.join(args.run_dir, "merged" if args.merge else "peft")
+        print(f"written to {export(args.run_dir, target, args.model)}/")
+        return None
+    if args.command == "search" and args.resume:
+        from prunepeft.common.config import ConfigError
+
+        if args.overwrite:
+            raise ConfigError("--resume continues a run and --overwrite replaces it: give one of them.")
+        from prunepeft.runs.search import resume
+
+        _progress(args)
+        results = resume(args.resume)
+        print_summary(results, args.resume)
+        return results
+    recipe = None
+    if args.command == "train":
+        if args.recipe and args.method == "recipe" and not os.path.exists(args.recipe):
+            from prunepeft.common.config import ConfigError
+
+            raise ConfigError(f"no recipe at {args.recipe!r}; give the recipe.json written by `prunepeft search`.")
+        if args.recipe and args.method != "recipe":
+            from prunepeft.common.config import ConfigError
+
+            raise ConfigError(
+                f"--recipe trains a found configuration and --method {args.method} a baseline: give one of them."
+            )
+        if args.method == "recipe" and not args.recipe:
+            from prunepeft.common.config import ConfigError
+
+            raise ConfigError("`prunepeft train` needs --recipe PATH (the recipe.json of a search), or --method NAME.")
+        if args.recipe:
+            from prunepeft.method.recipe import Recipe
+
+            recipe = Recipe.load(args.recipe)
+        args.model = args.model or (recipe.model if recipe else "minilm")
+        args.task = args.task or (recipe.task if recipe else "rotten_tomatoes")
+    preflight(args)
+    _progress(args)
+    opts = _options(args)
+    train = _train_settings(args)
+    if args.command == "search":
+        from prunepeft.method.candidates import SpaceSettings
+        from prunepeft.method.pruner import SearchSettings
+        from prunepeft.runs.search import search
+
+        space = _fill(SpaceSettings, args)
+        fraction = 1.0 if args.low_fidelity is None else args.low_fidelity
+        settings = _fill(
+            SearchSettings, args, blocks=not args.no_blocks, search_fraction=fraction,
+            eval_samples=args.search_eval_samples,
+        )  # fmt: skip
+        _plan(args, search=True, search_fraction=fraction)
+        results = search(opts, space, settings, train)
+    elif args.method != "recipe":
+        from prunepeft.method.candidates import SpaceSettings
+        from prunepeft.runs.baselines import train_baseline
+
+        _plan(args, search=False)
+        targets = [t.strip() for t in args.lora_targets.split(",") if t.strip()]
+        results = train_baseline(
+            opts, train, args.method, rank=args.lora_rank or 32,
+            alpha=32.0 if args.lora_alpha is None else args.lora_alpha, targets=targets,
+            space=_fill(SpaceSettings, args),
+        )  # fmt: skip
+    else:
+        from prunepeft.runs.final_training import train_recipe
+
+        _plan(args, search=False)
+        results = train_recipe(opts, recipe, train)
+    print_summary(results, opts.output_dir)
+    return results
+
+
+def _progress(args) -> None:
+    """The libraries' progress bars on or off (after the checks: switching them imports transformers)."""
+    from prunepeft.common.progress import set_progress
+
+    set_progress(not args.no_progress)
+
+
+def _plan(args, *, search: bool, **extra) -> None:
+    from prunepeft.common.progress import new_plan
+
+    fields = dict(epochs=args.epochs, batch_size=args.batch_size, search=search, **extra)
+    if search:
+        fields.update(budget=args.budget, round_epochs=args.round_epochs, hybrid=args.criterion == "hybrid")
+    new_plan(**fields)
+
+
+def print_summary(results: dict, output_dir: str) -> None:
+    from prunepeft.common.distributed import is_main_process
+
+    if not is_main_process():
+        return
+    if "budgets" in results:  # several budgets from one search: the curve
+        from prunepeft.runs.search import print_curve
+
+        print_curve(results, output_dir)
+        return
+    metric = results["metric"]
+    params = results["params"]
+    method = results["method"]
+    title = "PrunePEFT search" if method == "prunepeft" else f"{method}"
+    print(f"\n== {title} on {results['task']} ({results['model']})")
+    for layer, kinds in results.get("per_layer", {}).items():
+        print(f"  layer {layer:>2}: {', '.join(kinds) if kinds else '-'}")
+    print(
+        f"  trainable PEFT parameters: {params['peft']:,} ({params['peft_percent_of_base']:.3f}% of the "
+        f"{params['base']:,} base parameters; head {params['head']:,} more)"
+    )
+    val = results["validation"].get(f"eval_{metric}")
+    test = results["test"].get(f"test_{metric}")
+    print(f"  validation {metric}: {val:.4f}   test {metric}: {test:.4f}")
+    per_class = results["test"].get("per_class")
+    if per_class:
+        worst = min(per_class["classes"].items(), key=lambda item: item[1]["f1"])
+        scores = ", ".join(f"{name} {c['f1']:.3f}" for name, c in per_class["classes"].items())
+        print(f"  test F1 per class: {scores} (lowest: {worst[0]})")
+    times = results["time_s"]
+    if "search_s" in times:
+        print(
+            f"  search {times['search_s']:.0f}s, final training {times['final_train_s']:.0f}s "
+            f"(ratio {times['search_to_train_ratio']:.2f})"
+        )
+    print(f"  written to {output_dir}/")
+
+
+# ------------------------------------------------------------------------------- errors and interruptions
+
+# "bad input" errors, as (module, class): shown as one paragraph without a traceback. Checked by name, so that
+# catching them imports nothing (a class whose module was never imported cannot have been raised).
+USER_ERROR_NAMES = (
+    ("prunepeft.data.task", "DataError"), ("prunepeft.method.backbone", "ModelError"),
+    ("prunepeft.method.candidates", "SpaceError"), ("prunepeft.method.pruner", "BudgetError"),
+    ("prunepeft.method.recipe", "RecipeError"), ("prunepeft.runs.options", "RunError"),
+    ("prunepeft.runs.checkpoints", "ResumeError"), ("prunepeft.method.callback", "NonFiniteLossError"),
+    ("prunepeft.common.config", "ConfigError"), ("prunepeft.handover.peft_export", "ExportError"),
+    ("prunepeft.handover.predict", "PredictError"),
+)  # fmt: skip
+
+
+def is_user_error(err: BaseException) -> bool:
+    for module, name in USER_ERROR_NAMES:
+        cls = getattr(sys.modules.get(module), name, None)
+        if cls is not None and isinstance(err, cls):
+            return True
+    return False
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _raise_interrupt(signum, frame):
+    raise Interrupted(signum)
+
+
+def _interrupted_message(args, signum: int) -> list[str]:
+    from prunepeft.common.progress import PLAN
+
+    name = signal.Signals(signum).name
+    where = PLAN.where
+    command = getattr(args, "command", None)
+    if command == "search":
+        out = args.resume or output_dir_of(args)
+        lines = [f"prunepeft: stopped by {name} during {where}; finished rounds and epochs are kept in {out}/."]
+        if os.path.exists(os.path.join(out, "run_config.json")):
+            lines.append(f"prunepeft: continue with: prunepeft search --resume {out}")
+        else:
+            lines.append("prunepeft: nothing had been saved yet; run the same command again to start over.")
+        return lines
+    if command == "bench":
+        return [
+            f"prunepeft: stopped by {name}; finished runs are kept.",
+            f"prunepeft: continue with: prunepeft bench --config {args.config}",
+        ]
+    if command in ("train",):
+        out = output_dir_of(args)
+        return [
+            f"prunepeft: stopped by {name} during {where}; a training run does not resume.",
+            f"prunepeft: start it again with the same command and --overwrite (it replaces {out}/).",
+        ]
+    return [f"prunepeft: stopped by {name}."]
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    args = None
+    try:  # SIGTERM ends the run like Ctrl-C: one message, the resume command, exit status 143
+        previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    except ValueError:  # not the main thread
+        previous = None
+    try:
+        args = parse(argv)
+        debug = getattr(args, "debug", False)
+        if not debug:
+            logging.getLogger("transformers").setLevel(logging.ERROR)
+        if getattr(args, "no_progress", False) and "tqdm" not in sys.modules:
+            os.environ["TQDM_DISABLE"] = "1"  # read when tqdm is imported; costs nothing before the checks
+        run(args)
+    except KeyboardInterrupt as err:
+        signum = err.signum if isinstance(err, Interrupted) else signal.SIGINT
+        if args is not None and getattr(args, "debug", False):
+            raise
+        print("", file=sys.stderr)
+        for line in _interrupted_message(args, signum):
+            print(line, file=sys.stderr)
+        return 128 + int(signum)
+    except Exception as err:
+        if not is_user_error(err) or (args is not None and getattr(args, "debug", False)):
+            raise
+        print(f"prunepeft: error: {err}", file=sys.stderr)
+        return 2
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,4 @@
+"""What every part shares: settings files and their errors, the distributed rank, the progress lines.
+
+It imports nothing from the rest of prunepeft.
+"""

@@ -1,0 +1,8 @@
+"""Candidate module kinds: each wraps one frozen ``nn.Linear`` and adds trainable parameters."""
+
+from prunepeft.method.modules.adapter import ParallelAdapter, SerialAdapter
+from prunepeft.method.modules.lora import LoraLinear
+
+WRAPPERS = (LoraLinear, SerialAdapter, ParallelAdapter)
+
+__all__ = ["LoraLinear", "ParallelAdapter", "SerialAdapter", "WRAPPERS"]

@@ -1,8 +1,0 @@
-"""Candidate module kinds: each wraps one frozen ``nn.Linear`` and adds trainable parameters."""
-
-from prunepeft.modules.adapter import ParallelAdapter, SerialAdapter
-from prunepeft.modules.lora import LoraLinear
-
-WRAPPERS = (LoraLinear, SerialAdapter, ParallelAdapter)
-
-__all__ = ["LoraLinear", "ParallelAdapter", "SerialAdapter", "WRAPPERS"]
