@@ -140,7 +140,7 @@ def test_removed_parameters_leave_the_optimizer():
 
 @pytest.mark.parametrize("space", ["paper", "extended"])
 @pytest.mark.parametrize("make", [tiny_bert, tiny_llama])
-def test_unit_sizes_give_every_candidate_an_equal_share_of_twice_the_budget(space, make):
+def test_unit_sizes_give_every_candidate_at_most_an_equal_share_of_twice_the_budget(space, make):
     from prunepeft.method.candidates import KEEP_SHARE, spec_params, unit_sizes
 
     model = make()
@@ -153,10 +153,13 @@ def test_unit_sizes_give_every_candidate_an_equal_share_of_twice_the_budget(spac
         for spec in specs:
             one_more = spec_params(model, type(spec)(**{**spec.__dict__, "size": spec.size + 1}))
             step = one_more - spec_params(model, spec)  # what one more rank or width costs
-            assert spec.size == 1 or abs(spec_params(model, spec) - share) <= step / 2 + 1, (spec, share)
+            # the largest size within the share: one more rank or width would pass it
+            assert spec.size == 1 or spec_params(model, spec) <= share < one_more, (spec, share, step)
             assert spec.alpha == (2.0 * spec.size if spec.module == "lora" else 0.0)
-        supernet = sum(spec_params(model, s) for s in specs)
-        assert supernet == pytest.approx(budget / KEEP_SHARE, rel=0.35) or min(sizes.values()) == 1
+        supernet = sorted((spec_params(model, s) for s in specs), reverse=True)
+        if min(sizes.values()) > 1:  # so any half of the candidates fits the budget, the largest half too
+            assert sum(supernet[: int(KEEP_SHARE * len(specs))]) <= budget
+        assert sum(supernet) == pytest.approx(budget / KEEP_SHARE, rel=0.35) or min(sizes.values()) == 1
 
 
 def test_unit_sizes_keep_what_the_user_gives():

@@ -8,6 +8,7 @@ up by ``config.model_type``; others are discovered from module names; both can b
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 
 from torch import nn
@@ -246,9 +247,11 @@ def _usable(model_map: ModelMap, settings: SpaceSettings) -> list[tuple[str, str
 
 
 def unit_sizes(model: nn.Module, model_map: ModelMap, settings: SpaceSettings, budget_params: int) -> dict[str, int]:
-    """The rank or width of each kind of candidate: the one given, or else the size at which a candidate holds
-    an equal share of twice the budget (``KEEP_SHARE``), so that the budget keeps about half of the supernet
-    and, on average, half of each layer's candidates: sizes follow the budget and the model, not a task."""
+    """The rank or width of each kind of candidate: the one given, or else the largest size at which a candidate
+    holds at most an equal share of twice the budget (``KEEP_SHARE``), so that any half of the supernet fits the
+    budget and, on average, half of each layer's candidates are kept: sizes follow the budget and the model, not
+    a task. (Rounded down, not to the nearest: rounded up, half of the candidates can pass the budget by a few
+    parameters, and the budget then keeps one candidate fewer.)"""
     usable = _usable(model_map, settings)
     share = budget_params / (KEEP_SHARE * len(usable) * model_map.num_layers)
     sizes = {}
@@ -261,7 +264,7 @@ def unit_sizes(model: nn.Module, model_map: ModelMap, settings: SpaceSettings, b
         two = dataclasses.replace(one, size=2)
         per_size = spec_params(model, two) - spec_params(model, one)  # parameters per unit of rank or width
         fixed = spec_params(model, one) - per_size  # adapter biases of the output
-        sizes[kind] = max(1, round((share - fixed) / per_size))
+        sizes[kind] = max(1, math.floor((share - fixed) / per_size))
     return sizes
 
 
