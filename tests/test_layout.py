@@ -114,3 +114,15 @@ def test_the_errors_shown_as_messages_name_real_classes():
         cls = getattr(importlib.import_module(module), name)
         assert issubclass(cls, Exception), (module, name)
     assert len(set(USER_ERROR_NAMES)) == len(USER_ERROR_NAMES)
+
+
+def test_no_source_file_is_ignored_by_git():
+    # a pattern such as `runs/` once hid src/prunepeft/runs/ from commits: the package worked here, not in a clone
+    import shutil
+    import subprocess
+
+    if shutil.which("git") is None or not (ROOT.parents[1] / ".git").exists():
+        pytest.skip("not a git checkout")
+    paths = [str(p) for p in MODULES.values()]
+    ignored = subprocess.run(["git", "check-ignore", *paths], cwd=ROOT, capture_output=True, text=True).stdout.split()
+    assert not ignored, f"source files that git ignores (fix .gitignore): {ignored}"

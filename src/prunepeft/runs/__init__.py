@@ -1,0 +1,4 @@
+"""The jobs the command line runs: a search, a final training, the baselines, and their checkpoints.
+
+It imports from ``common``, ``data``, ``method`` and ``handover``; only the cli and the benchmark run it.
+"""
