@@ -1,5 +1,6 @@
-"""`prunepeft bench --config benchmarks/NAME.yaml`: a grid of methods x tasks x seeds, one run per folder, then a
-Markdown table and plots in benchmarks/results/.
+"""The grid of a benchmark config (`prunepeft bench --config benchmarks/NAME.yaml`): methods x tasks x seeds, one
+run per folder, each run's `prunepeft` command line, and which runs have finished (running them: ``bench.run``;
+the table and plots: ``bench.table``).
 
 Config keys: name, model, tasks, seeds, common (flags for every run), jobs (runs at once; the cores are shared
 out among them), tune_seeds (the seeds on which learning rates are compared; default: all seeds), output,
@@ -17,8 +18,9 @@ task by its mean validation metric over the tune seeds, never on test; the other
 A method with `learning_rate_from` runs at the setting chosen for that method, variant flags included (the search
 ablations share the setting of the search they ablate).
 
-Each finished run's results.json is copied to benchmarks/results/NAME/runs/, and a run whose copy exists there
-is not run again: a committed benchmark resumes on any machi"""
+A run counts as finished once its results.json has been copied to benchmarks/results/NAME/runs/ with this very
+command line (``finished``); ``bench.run`` runs only the others, so a committed benchmark resumes on any machine.
+"""
 
 from __future__ import annotations
 

@@ -117,6 +117,3 @@ def preflight(args) -> None:
         args.task, text_column=args.text_column, text_pair_column=args.text_pair_column,
         label_column=args.label_column,
     )  # fmt: skip
-
-
-# ------------------------------------------------------------------------------------------------ commands

@@ -1,4 +1,5 @@
 """Task data: built-in corpora, GLUE, users' files and instruction data, split three ways, tokenised, scored.
 
-It imports only from ``prunepeft.common``; everything else imports from it (start at ``data.load.load_task``).
+It may import only from ``prunepeft.common``; the runs, the cli and ``handover.predict`` import from it (start at
+``data.load.load_task``).
 """

@@ -121,6 +121,3 @@ def load_glue(task: str, glue_source: str | None) -> TaskData:
         f"{split_sizes(splits)})"
     )
     return make_task(task, splits, spec.num_labels, spec.label_names, spec.metric, note)
-
-
-# --------------------------------------------------------------------------------------------- users' files

@@ -48,6 +48,3 @@ def load_task(
         f"{', '.join(GLUE_TASKS)}. A path to a .csv, .tsv, .jsonl/.json (JSON Lines) file or to a folder "
         "written by datasets.save_to_disk also works."
     )
-
-
-# --------------------------------------------------------------------------------------------- model inputs

@@ -129,7 +129,7 @@ def stratified_subset(ds: datasets.Dataset, n: int | float, seed: int) -> datase
         k = int(n)
     if k >= len(ds):
         return ds
-    # "labels" too, so tokenized splits (see tokenize_task) can be subset the same way
+    # "labels" too, so tokenized splits (see ``data.tokenizing.tokenize_task``) can be subset the same way
     column = next((c for c in ("label", "labels") if c in ds.column_names), None)
     if column is None:  # unlabelled rows (instruction tuning): a uniform subset
         rng = np.random.default_rng(seed)
@@ -138,6 +138,3 @@ def stratified_subset(ds: datasets.Dataset, n: int | float, seed: int) -> datase
     is_float = isinstance(feature, Value) and feature.dtype.startswith("float")
     labels = np.asarray(ds[column], dtype=np.float64 if is_float else np.int64)
     return ds.select(pick_stratified(labels, k, seed).tolist())
-
-
-# --------------------------------------------------------------------------------------------- building

@@ -1,4 +1,5 @@
 """The jobs the command line runs: a search, a final training, the baselines, and their checkpoints.
 
-It imports from ``common``, ``data``, ``method`` and ``handover``; only the cli and the benchmark run it.
+It imports from ``common``, ``data``, ``method`` and ``handover``; only the cli imports it (the benchmark runs the
+cli as child processes).
 """

@@ -1,7 +1,7 @@
 """Warm-up and pruning rounds on a supernet, from the task's data to one recipe per budget.
 
 The search's data (low fidelity, the log's validation rows), the steps of a round, the candidates' sizes, and the
-Trainer runs of the warm-up and of the rounds, each resumable from its last checkpoint.
+Trainer runs of the warm-up and of the rounds (the rounds resumable from their last checkpoint).
 """
 
 from __future__ import annotations

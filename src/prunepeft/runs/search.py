@@ -1,4 +1,5 @@
-"""The search job: supernet, warm-up, pruning rounds, recipe; then the final retrain and test.
+"""The search job (a new one, or ``--resume``): the search down to its recipes (warm-up and rounds on a supernet,
+in ``runs.find_recipe``), then the final retrain and test.
 
 It can be resumed after a kill at any moment: the run's settings are saved first (run_config.json), a finished
 round is a resumable checkpoint (a Trainer checkpoint of the trained tensors plus our search state) once
@@ -7,8 +8,7 @@ every phase is deterministic given the seed, so the work after the newest checkp
 
 A search over several budgets (``--budget 2%,1%,0.5%``) prunes down to the smallest, records the survivors the
 moment they first fit each budget, and final-trains each of them (or those of ``--train-budgets``) in a
-sub-folder named after the budget; the top-level results.json holds the curve. The search itself (warm-up and
-rounds, down to the recipes) is in ``runs.find_recipe``.
+sub-folder named after the budget; the top-level results.json holds the curve.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from prunepeft.runs.checkpoints import (
     save_run_config,
 )
 from prunepeft.runs.final_training import final_train
-from prunepeft.runs.find_recipe import search_settings, budget_dir, budget_labels, find_recipe, find_recipes
+from prunepeft.runs.find_recipe import budget_dir, budget_labels, find_recipe, find_recipes, search_settings
 from prunepeft.runs.options import (
     RunError,
     RunOptions,

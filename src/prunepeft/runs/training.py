@@ -79,7 +79,8 @@ def training_arguments(
         logging_steps=50,
         logging_nan_inf_filter=False,  # a NaN loss must reach the log (and FiniteLossCallback)
         report_to=settings.report_to,
-        disable_tqdm=True,  # our one line per phase (prunepeft.common.progress) replaces the Trainer's bars and log prints
+        # our one line per phase (prunepeft.common.progress) replaces the Trainer's bars and log prints
+        disable_tqdm=True,
         dataloader_num_workers=0,
         dataloader_pin_memory=torch.cuda.is_available(),
         # mixed precision where the device has it (no .cuda()/.half() anywhere: the Trainer places the model)
