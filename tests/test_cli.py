@@ -89,6 +89,23 @@ def test_every_flag_has_help_and_defaults_are_shown():
     assert "--output_dir" not in text  # aliases stay out of the help
 
 
+def test_the_search_flags_default_to_the_settings_defaults():
+    """The command line and the Python API (SearchSettings, SpaceSettings) must run the same default search."""
+    import dataclasses
+
+    from prunepeft.method.candidates import SpaceSettings
+    from prunepeft.method.pruner import SearchSettings
+
+    args = parse(["search"])
+    for cls in (SearchSettings, SpaceSettings):
+        for field in dataclasses.fields(cls):
+            if hasattr(args, field.name):  # None and "" both mean "not given"
+                value = getattr(args, field.name)
+                same = value == field.default or (value in (None, "") and field.default in (None, ""))
+                assert same, f"--{field.name}: the flag's default {value!r}, {cls.__name__}'s {field.default!r}"
+    assert SearchSettings().round_max_steps == 16  # rounds capped by default (README, "Rounds")
+
+
 def test_renamed_search_warmup_flags_keep_their_old_names_and_settings_keys(tmp_path):
     new = parse(["search", "--search-warmup-fraction", "0.2", "--search-warmup-turns", "4", "--warmup", "0.1"])
     old = parse(["search", "--warmup-fraction", "0.2", "--warmup-turns", "4", "--warmup", "0.1"])

@@ -6,7 +6,8 @@ Config keys: name, model, tasks, seeds, common (flags for every run), jobs (runs
 out among them), tune_seeds (the seeds on which learning rates are compared; default: all seeds), output,
 headline (a method compared seed by seed with every other in the table), and
 methods: a mapping method name -> {command: search|train, flags: {...}, learning_rates: [...] (optionally
-with variants: {NAME: {flags}, ...}), or learning_rate_from: METHOD, and curve: NAME}.
+with variants: {NAME: {flags}, ...}), or learning_rate_from: METHOD, curve: NAME, and tasks: [...] (a method
+that runs on some of the config's tasks only)}.
 
 A search whose budget is a list (`budget: "2%,1%,0.5%"`) is one run that gives a configuration per budget: the
 table has a row per budget (`METHOD@BUDGET`), and the plot draws its curve. Methods sharing a `curve` name (peft
@@ -33,7 +34,7 @@ from prunepeft.common.config import require
 
 KEYS = {"name", "model", "tasks", "seeds", "common", "methods", "output", "jobs", "tune_seeds", "headline"}
 LOWER_IS_BETTER = {"loss", "mse"}
-METHOD_KEYS = {"command", "flags", "learning_rates", "learning_rate_from", "variants", "curve"}
+METHOD_KEYS = {"command", "flags", "learning_rates", "learning_rate_from", "variants", "curve", "tasks"}
 
 
 def _flags(mapping: dict) -> list[str]:
@@ -77,6 +78,9 @@ class Grid:
             require(variants is None or ("learning_rates" in spec and isinstance(variants, dict) and variants
                     and all(isinstance(v, dict | None) for v in variants.values())),
                     f"bench config: {method}.variants must map names to flags, beside learning_rates.")  # fmt: skip
+            only = spec.get("tasks")
+            require(only is None or (isinstance(only, list) and set(map(_label, only)) <= set(labels)),
+                    f"bench config: {method}.tasks must list some of the config's tasks {labels}.")  # fmt: skip
             source = spec.get("learning_rate_from")
             require(source is None or "learning_rates" in self.methods.get(source, {}),
                     f"bench config: {method}.learning_rate_from must name a method with learning_rates.")  # fmt: skip
@@ -102,7 +106,8 @@ class Grid:
         runs = []
         for task in self.config.get("tasks", ["rotten_tomatoes"]):
             task_runs = []
-            for method, spec in self.methods.items():
+            for method in self.methods_for(task):
+                spec = self.methods[method]
                 if "learning_rates" in spec:
                     task_runs += [r for group in self.tuning_runs(task, method).values() for r in group]
                 elif "learning_rate_from" not in spec:
@@ -121,7 +126,7 @@ class Grid:
 
     def _second_stage(self, task: str, borrowers: bool) -> list[dict]:
         runs = []
-        for method in self.methods:
+        for method in self.methods_for(task):
             source = self.setting_source(method)
             if source is None or (source != method) != borrowers:
                 continue  # fixed rate, or the other pass
@@ -132,6 +137,10 @@ class Grid:
             seeds = [s for s in self.seeds if s not in self.tune_seeds] if source == method else self.seeds
             runs += [self.run(task, method, s, lr, variant) for s in seeds]
         return _seed_by_seed(runs)
+
+    def methods_for(self, task: str) -> list[str]:
+        """The methods that run on this task: all but those whose `tasks` leave it out."""
+        return [m for m, spec in self.methods.items() if _label(task) in map(_label, spec.get("tasks") or [task])]
 
     def setting_source(self, method: str) -> str | None:
         """The method whose tuning sets this method's rate and variant (itself, or the one it borrows from);
