@@ -17,6 +17,14 @@ def test_rounds_follow_the_data_up_to_the_cap():
     assert _round_steps(plain, 2_000, 32) == _round_steps(capped, 2_000, 32) == 9  # the benches' slice: unchanged
 
 
+def test_a_low_fidelity_round_is_that_fraction_of_a_default_round():
+    low = SearchSettings(search_fraction=0.1)
+    assert _round_steps(low, 1_033, 32) == 2  # Rotten Tomatoes' whole split at 0.1: a tenth of 16 steps, not 5
+    assert _round_steps(low, 200, 32) == 1  # a 2,000-row slice at 0.1: a tenth of 9 steps
+    assert _round_steps(SearchSettings(search_fraction=0.5), 5_165, 32) == 8  # half the cap
+    assert _round_steps(SearchSettings(search_fraction=0.1, round_max_steps=0), 1_033, 32) == 5  # uncapped
+
+
 def _task(n):
     rows = lambda k: datasets.Dataset.from_dict({"text": ["x"] * k, "label": [i % 2 for i in range(k)]})  # noqa: E731
     return TaskData("toy", rows(n), rows(300), rows(300), 2, None, "accuracy", "")

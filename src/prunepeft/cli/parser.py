@@ -195,7 +195,8 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     g.add_argument(
         "--low-fidelity", type=float, nargs="?", const=0.1, default=None, metavar="FRACTION",
-        help="search on a stratified FRACTION of the training data (0.1 when given without a value)",
+        help="FRACTION of the default search: a stratified FRACTION of the training data, rounds FRACTION as "
+        "long (0.1 when given without a value)",
     )  # fmt: skip
     g.add_argument(
         "--search-eval-samples", type=int, default=0,

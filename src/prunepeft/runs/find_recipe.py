@@ -100,9 +100,13 @@ def _search_data(task: TaskData, settings: SearchSettings, train: TrainSettings)
 
 
 def _round_steps(settings: SearchSettings, rows: int, batch_size: int) -> int:
-    """Optimizer steps per round: --round-epochs of the search data, at most --round-max-steps (if given)."""
+    """Optimizer steps per round: --round-epochs of the search data (``rows``), at most --round-max-steps (0: no
+    cap). A low-fidelity search at fraction f is f of the default search: f of the rows, so f of a round's epoch
+    share, and f of the cap too."""
     steps = max(1, round(settings.round_epochs * steps_per_epoch(rows, batch_size)))
-    return min(steps, settings.round_max_steps) if settings.round_max_steps else steps
+    if not settings.round_max_steps:
+        return steps
+    return min(steps, max(1, round(settings.search_fraction * settings.round_max_steps)))
 
 
 def find_recipe(
