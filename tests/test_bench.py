@@ -92,26 +92,28 @@ def test_rate_choice_minds_losses_nan_ties_and_stale_runs(tmp_path):
     assert _flags({"search_eval_samples": 0, "x": False, "y": None, "z": True}) == ["--search-eval-samples", "0", "--z"]
 
 
-def test_a_method_can_run_on_some_tasks_only(tmp_path):
+def test_a_method_can_run_on_some_tasks_or_seeds_only(tmp_path):
     g = grid(plain=None, lora={"learning_rates": [1e-3]}, only_b={"tasks": ["b"]},
-             tuned_b={"learning_rates": [1e-3], "tasks": ["b"]}, borrows={"learning_rate_from": "tuned_b"})  # fmt: skip
+             tuned_b={"learning_rates": [1e-3], "tasks": ["b"]}, borrows={"learning_rate_from": "tuned_b"},
+             once={"seeds": [1]})  # fmt: skip
     g.results_dir = str(tmp_path)
     (tmp_path / "runs").mkdir()
     first = g.first_stage()
     assert {(r["task"], r["method"]) for r in first} == {
-        ("a", "plain"),
-        ("a", "lora"),
-        ("b", "plain"),
-        ("b", "lora"),
-        ("b", "only_b"),
-        ("b", "tuned_b"),
-    }
+        ("a", "plain"), ("a", "lora"), ("b", "plain"), ("b", "lora"), ("b", "only_b"), ("b", "tuned_b"),
+        ("a", "once"), ("b", "once"),
+    }  # fmt: skip
+    assert [r["seed"] for r in first if r["method"] == "once"] == [1, 1]
+    assert len([r for r in first if r["method"] == "plain"]) == 6  # the others run every seed
     for r in first:
         _fake(r, {"metric": "accuracy", "validation": {"eval_accuracy": 0.9}})
     second = {(r["task"], r["method"]) for r in g.second_stage()}
     assert second == {("a", "lora"), ("b", "lora"), ("b", "tuned_b"), ("b", "borrows")}  # nothing of b's on a
     with pytest.raises(ConfigError, match="tasks"):
         grid(x={"tasks": ["c"]})
+    for bad in ({"seeds": [5]}, {"seeds": []}, {"seeds": [0], "learning_rates": [1e-3]}):
+        with pytest.raises(ConfigError, match="seeds"):
+            grid(x=bad)
 
 
 def test_bad_configs_are_refused():

@@ -6,8 +6,9 @@ Config keys: name, model, tasks, seeds, common (flags for every run), jobs (runs
 out among them), tune_seeds (the seeds on which learning rates are compared; default: all seeds), output,
 headline (a method compared seed by seed with every other in the table), and
 methods: a mapping method name -> {command: search|train, flags: {...}, learning_rates: [...] (optionally
-with variants: {NAME: {flags}, ...}), or learning_rate_from: METHOD, curve: NAME, and tasks: [...] (a method
-that runs on some of the config's tasks only)}.
+with variants: {NAME: {flags}, ...}), or learning_rate_from: METHOD, curve: NAME, tasks: [...] (a method
+that runs on some of the config's tasks only) and seeds: [...] (a method at a fixed rate that runs on some of the
+seeds only)}.
 
 A search whose budget is a list (`budget: "2%,1%,0.5%"`) is one run that gives a configuration per budget: the
 table has a row per budget (`METHOD@BUDGET`), and the plot draws its curve. Methods sharing a `curve` name (peft
@@ -34,7 +35,7 @@ from prunepeft.common.config import require
 
 KEYS = {"name", "model", "tasks", "seeds", "common", "methods", "output", "jobs", "tune_seeds", "headline"}
 LOWER_IS_BETTER = {"loss", "mse"}
-METHOD_KEYS = {"command", "flags", "learning_rates", "learning_rate_from", "variants", "curve", "tasks"}
+METHOD_KEYS = {"command", "flags", "learning_rates", "learning_rate_from", "variants", "curve", "tasks", "seeds"}
 
 
 def _flags(mapping: dict) -> list[str]:
@@ -81,6 +82,11 @@ class Grid:
             only = spec.get("tasks")
             require(only is None or (isinstance(only, list) and set(map(_label, only)) <= set(labels)),
                     f"bench config: {method}.tasks must list some of the config's tasks {labels}.")  # fmt: skip
+            seeds = spec.get("seeds")
+            require(seeds is None or (isinstance(seeds, list) and seeds and set(seeds) <= set(self.seeds)
+                                      and "learning_rates" not in spec and "learning_rate_from" not in spec),
+                    f"bench config: {method}.seeds must list some of the config's seeds, for a method at a fixed "
+                    "rate.")  # fmt: skip
             source = spec.get("learning_rate_from")
             require(source is None or "learning_rates" in self.methods.get(source, {}),
                     f"bench config: {method}.learning_rate_from must name a method with learning_rates.")  # fmt: skip
@@ -111,7 +117,7 @@ class Grid:
                 if "learning_rates" in spec:
                     task_runs += [r for group in self.tuning_runs(task, method).values() for r in group]
                 elif "learning_rate_from" not in spec:
-                    task_runs += [self.run(task, method, s, None) for s in self.seeds]
+                    task_runs += [self.run(task, method, s, None) for s in spec.get("seeds") or self.seeds]
             runs += _seed_by_seed(task_runs)
         return runs
 
