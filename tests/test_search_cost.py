@@ -13,15 +13,15 @@ from prunepeft.runs.training import TrainSettings
 
 def test_rounds_follow_the_data_up_to_the_cap():
     plain, capped = SearchSettings(round_max_steps=0), SearchSettings()
-    assert _round_steps(plain, 10_329, 32) == 48 and _round_steps(capped, 10_329, 32) == 16
+    assert _round_steps(plain, 10_329, 32) == 48 and _round_steps(capped, 10_329, 32) == 32
     assert _round_steps(plain, 2_000, 32) == _round_steps(capped, 2_000, 32) == 9  # the benches' slice: unchanged
 
 
 def test_a_low_fidelity_round_is_that_fraction_of_a_default_round():
     low = SearchSettings(search_fraction=0.1)
-    assert _round_steps(low, 1_033, 32) == 2  # Rotten Tomatoes' whole split at 0.1: a tenth of 16 steps, not 5
+    assert _round_steps(low, 1_033, 32) == 3  # Rotten Tomatoes' whole split at 0.1: a tenth of 32 steps, not 5
     assert _round_steps(low, 200, 32) == 1  # a 2,000-row slice at 0.1: a tenth of 9 steps
-    assert _round_steps(SearchSettings(search_fraction=0.5), 5_165, 32) == 8  # half the cap
+    assert _round_steps(SearchSettings(search_fraction=0.5), 5_165, 32) == 16  # half the cap
     assert _round_steps(SearchSettings(search_fraction=0.1, round_max_steps=0), 1_033, 32) == 5  # uncapped
 
 

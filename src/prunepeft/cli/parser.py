@@ -182,7 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     g.add_argument("--round-epochs", type=float, default=0.15, help="training per round, in epochs")
     g.add_argument(
-        "--round-max-steps", type=int, default=16, metavar="STEPS",
+        "--round-max-steps", type=int, default=32, metavar="STEPS",
         help="at most STEPS optimizer steps per round, however large the data (0: no cap)",
     )  # fmt: skip
     g.add_argument(

@@ -32,9 +32,9 @@ class SearchSettings:
     blocks: bool = True  # hybrid: spindle depth blocks x kinds (False: partitions by kind only)
     prune_per_round: int = 0  # k; 0 = ceil(candidates / 8)
     round_epochs: float = 0.15  # training per round, in epochs of the search data
-    # at most this many steps per round (0 = no cap): a round's evidence stays at the size the search was checked
-    # at on small tasks (8-11 steps there), and its cost stops growing with the data
-    round_max_steps: int = 16
+    # at most this many steps per round (0 = no cap): past about 6,800 rows (at batch 32) more data no longer
+    # lengthens the search (README, "Rounds")
+    round_max_steps: int = 32
     warmup_fraction: float = 0.1  # share of the search data the warm-up trains on
     warmup_turns: int = 3
     search_fraction: float = 1.0  # < 1: low-fidelity search on a stratified share of the training data
