@@ -2,46 +2,30 @@
 
     .venv/bin/python benchmarks/curve_compare.py
 
-Reads the committed copies of `benchmarks/curve.yaml` (`benchmarks/results/curve/runs/`) and prints, per budget:
-test accuracy (mean ± std over the seeds each has) and mean PEFT parameters of the multi-budget search's
-configuration, of the single-budget search, and of peft LoRA q,v at the matching rank (at the rate the bench chose
-on seed 0's validation, read from `benchmarks/results/curve.md`); the multi-budget minus single-budget test metric,
+Reads the committed copies of `benchmarks/curve.yaml` through the bench's own grid (the same runs, and the same
+rate choice, as `prunepeft bench`) and prints, per budget: test accuracy (mean ± std over the seeds each has) and
+mean PEFT parameters of the multi-budget search's configuration, of the single-budget search, and of peft LoRA q,v
+at the matching rank (at the rate the bench chose on validation); the multi-budget minus single-budget test metric,
 paired by seed; and how alike the two searches' choices are: the Jaccard overlap of their kept (layer, kind) sets,
 per seed. Unit sizes differ between them (the single-budget search sizes its units for its own budget), so the
-overlap compares where modules went, not their sizes.
+overlap compares where modules went, not their sizes. Then, per seed, the search seconds of the multi-budget
+search against the four single-budget searches together (`time_s.search_s`).
 """
 
 from __future__ import annotations
 
-import json
-import re
 import statistics
-from pathlib import Path
 
-RUNS = Path("benchmarks/results/curve/runs")
-TABLE = Path("benchmarks/results/curve.md")
+import yaml
+
+from prunepeft.bench.grid import Grid, finished
+
 BUDGETS = {"2%": ("single_2pct", "lora_r48"), "1%": ("single_1pct", "lora_r24"),
            "0.5%": ("single_0.5pct", "lora_r12"), "0.25%": ("single_0.25pct", "lora_r6")}  # fmt: skip
 
 
-def _load(name: str) -> dict | None:
-    path = RUNS / f"{name}.json"
-    return json.loads(path.read_text()) if path.exists() else None
-
-
 def _kept(per_layer: dict) -> set[tuple[str, str]]:
     return {(layer, unit.split()[0]) for layer, units in per_layer.items() for unit in units}
-
-
-def _chosen_rate(method: str) -> str | None:
-    """The rate the bench chose for `method` (the `setting` column of its row in curve.md)."""
-    if not TABLE.exists():
-        return None
-    for line in TABLE.read_text().splitlines():
-        cells = [c.strip() for c in line.split("|")]
-        if len(cells) > 3 and cells[2] == method and re.fullmatch(r"[0-9.e-]+", cells[3]):
-            return cells[3]
-    return None
 
 
 def _summary(values: list[float]) -> str:
@@ -56,15 +40,23 @@ def _count(values: list[int]) -> str:
 
 
 def main() -> None:
+    with open("benchmarks/curve.yaml", encoding="utf-8") as fh:
+        grid = Grid(yaml.safe_load(fh), "curve", "benchmarks/runs/curve", "benchmarks/results/curve")
+    (task,) = grid.config["tasks"]
+
+    def result(method: str, seed: int, lr: float | None = None) -> dict | None:
+        return finished(grid.run(task, method, seed, lr))
+
+    multi = {s: result("prunepeft", s) for s in grid.seeds}
     print("| budget | multi-budget search | params | single-budget search | params | multi − single, paired |"
           " kept-set overlap per seed | LoRA q,v (rate) | params |")  # fmt: skip
     print("|---|---|---|---|---|---|---|---|---|")
     for budget, (single, lora) in BUDGETS.items():
         multi_t, multi_p, single_t, single_p, diffs, overlaps = [], [], [], [], [], []
-        for seed in (0, 1, 2):
-            run = _load(f"rotten_tomatoes__prunepeft__s{seed}")
+        for seed in grid.seeds:
+            run = multi[seed]
             entry = next((b for b in run["budgets"] if b["budget"] == budget), None) if run else None
-            alone = _load(f"rotten_tomatoes__{single}__s{seed}")
+            alone = result(single, seed)
             if entry and entry.get("trained"):
                 multi_t.append(entry["test"]["test_accuracy"])
                 multi_p.append(entry["peft_params"])
@@ -75,17 +67,22 @@ def main() -> None:
                 diffs.append(entry["test"]["test_accuracy"] - alone["test"]["test_accuracy"])
                 a, b = _kept(entry["per_layer"]), _kept(alone["per_layer"])
                 overlaps.append(f"{len(a & b) / len(a | b):.2f}")
-        rate = _chosen_rate(lora)
-        lora_t = [r["test"]["test_accuracy"] for s in (0, 1, 2)
-                  if rate and (r := _load(f"rotten_tomatoes__{lora}__lr{rate}-s{s}"))]  # fmt: skip
-        lora_p = [r["params"]["peft"] for s in (0, 1, 2)
-                  if rate and (r := _load(f"rotten_tomatoes__{lora}__lr{rate}-s{s}"))]  # fmt: skip
+        chosen = grid.chosen(task, lora)
+        rate = chosen[1] if chosen else None
+        loras = [r for s in grid.seeds if rate and (r := result(lora, s, rate))]
+        lora_t, lora_p = [r["test"]["test_accuracy"] for r in loras], [r["params"]["peft"] for r in loras]
         diff = (f"{100 * statistics.mean(diffs):+.1f} ± {100 * statistics.stdev(diffs):.1f} points"
                 if len(diffs) > 1 else "-")  # fmt: skip
         print(
             f"| {budget} | {_summary(multi_t)} | {_count(multi_p)} | {_summary(single_t)} | {_count(single_p)} "
             f"| {diff} | {', '.join(overlaps) or '-'} | {_summary(lora_t)} ({rate or '-'}) | {_count(lora_p)} |"
         )
+    print("\nsearch seconds per seed: multi-budget / the four single-budget searches together = ratio")
+    for seed in grid.seeds:
+        singles = [result(single, seed) for single, _ in BUDGETS.values()]
+        if multi[seed] and all(singles):
+            one, four = multi[seed]["time_s"]["search_s"], sum(r["time_s"]["search_s"] for r in singles)
+            print(f"seed {seed}: {one:.0f} s / {four:.0f} s = {one / four:.2f}")
 
 
 if __name__ == "__main__":
