@@ -143,6 +143,36 @@ def test_an_abstaining_criterion_leaves_its_partition_and_the_log_says_so():
     assert theta["c"] == 0.5 and theta["a"] > theta["b"]
 
 
+def test_a_partition_whose_criteria_all_abstain_is_scored_by_those_that_do_not():
+    """Θ = ½ for a partition whose assigned criteria all abstain would leave its candidates to the seeded draw
+    while another criterion can still tell them apart; the hybrid falls back to every informative criterion."""
+    scores = {
+        "a": {**dict.fromkeys(CRITERIA, 0.0), "weight": 1.0},
+        "b": {**dict.fromkeys(CRITERIA, 0.0), "weight": 2.0},
+        "c": {**dict.fromkeys(CRITERIA, 0.0), "weight": 3.0},
+    }
+    partition, assignment = {"a": "P", "b": "P", "c": "Q"}, {"P": ["threshold"], "Q": ["zeros"]}
+    voting = hybrid.voting_criteria(scores, assignment, partition, fallback=CRITERIA)
+    assert voting == {"P": ["weight"], "Q": ["weight"]}
+    theta, _ = hybrid.combined_scores(scores, assignment, partition, voting=voting)
+    assert theta["a"] > theta["b"] > theta["c"]  # the smallest weight is pruned first, in either partition
+    nothing = {m: dict.fromkeys(CRITERIA, 0.0) for m in scores}  # no criterion can tell anything apart
+    assert hybrid.voting_criteria(nothing, assignment, partition, fallback=CRITERIA) == {"P": [], "Q": []}
+
+
+def test_the_hybrid_falls_back_when_its_partition_abstains_and_a_single_criterion_does_not(monkeypatch):
+    hybrid_pruner = _pruner(_bert(), k=2)
+    hybrid_pruner.criterion, hybrid_pruner.assignment = "hybrid", {"P": ["zeros"]}
+    weights = {m: float(i) for i, m in enumerate(sorted(hybrid_pruner.alive))}
+    weights["L3.serial_ffn"], weights["L2.lora_qv"] = -2.0, -1.0  # the two smallest weights
+    record = _fake_round(hybrid_pruner, monkeypatch, weights)
+    assert record["fell_back"] == {"P": ["weight"]} and record["abstained"] == {"P": ["zeros"]}
+    assert record["removed"] == ["L3.serial_ffn", "L2.lora_qv"] and not record["tied_at_cut"]
+    alone = _pruner(_bert(), criterion="zeros", k=2)  # `--criterion zeros`: zeros alone, even when it abstains
+    record = _fake_round(alone, monkeypatch, weights)
+    assert record["fell_back"] == {} and set(record["theta"].values()) == {0.5}
+
+
 # ---------------------------------------------------------------- comparable Θ
 
 

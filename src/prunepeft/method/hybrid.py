@@ -13,7 +13,9 @@ How the criteria of a partition are combined (the paper leaves it open), each st
 4. **Θ(m)** is the normalised rank, among *all* survivors, of m's mean z over the criteria S_i of m's
    partition that vote (every survivor is scored with S_i for this ranking): Θ is spread uniformly over
    [0, 1] whether S_i holds one criterion or five, and whether they agree or not, so partitions compare on
-   one scale; a partition whose criteria all abstain gets Θ = ½ (no evidence either way);
+   one scale; a partition whose assigned criteria all abstain is scored by every criterion that does not
+   abstain there (as the warm-up assignment gives every criterion to a partition nothing nominated in), and
+   gets Θ = ½ (no evidence either way) only when every criterion abstains;
 5. eq. 1: p(m) = softmax_m(k_m Θ(m)) over *all* survivors (never per block), with k_m = sigmoid(r_m) and r_m
    the rank of Θ(m) among survivors scaled to [-1, 1]. p is increasing in Θ, so the top-k by p is the top-k
    by Θ; p is what the log reports.
@@ -148,13 +150,24 @@ def assign_criteria(
 
 
 def voting_criteria(
-    scores: Scores, assignment: Mapping[str, list[str]], partition: Mapping[str, str], errors: Errors | None = None
+    scores: Scores,
+    assignment: Mapping[str, list[str]],
+    partition: Mapping[str, str],
+    errors: Errors | None = None,
+    fallback: Iterable[str] = (),
 ) -> dict[str, list[str]]:
-    """Per partition with survivors: its assigned criteria that do not abstain this round."""
+    """Per partition with survivors: its assigned criteria that do not abstain this round; where all of them
+    abstain, the ``fallback`` criteria that do not (the hybrid passes every criterion, as the warm-up assignment
+    does for a partition nothing nominated in)."""
     members: dict[str, list[str]] = {}
     for m in scores:
         members.setdefault(partition[m], []).append(m)
-    return {p: [c for c in assignment[p] if informative(c, ms, scores, errors)] for p, ms in sorted(members.items())}
+    voting = {}
+    for p, ms in sorted(members.items()):
+        voting[p] = [c for c in assignment[p] if informative(c, ms, scores, errors)]
+        if not voting[p]:
+            voting[p] = [c for c in fallback if informative(c, ms, scores, errors)]
+    return voting
 
 
 def combined_scores(

@@ -263,7 +263,8 @@ class Pruner:
             theta = {m: self.rng.random() for m in sorted(scores)}
             total = sum(theta.values()) or 1.0
             return theta, {m: t / total for m, t in theta.items()}, {}
-        voting = hybrid.voting_criteria(scores, self.assignment, self.partition, errors)
+        fallback = CRITERIA if self.criterion == "hybrid" else ()
+        voting = hybrid.voting_criteria(scores, self.assignment, self.partition, errors, fallback)
         theta, prob = hybrid.combined_scores(scores, self.assignment, self.partition, errors, voting)
         return theta, prob, voting
 
@@ -305,6 +306,7 @@ class Pruner:
             reinitialise(self.alive.values(), optimizer)
         now = time.perf_counter()
         abstained = {p: [c for c in self.assignment[p] if c not in crit] for p, crit in voting.items()}
+        fell_back = {p: crit for p, crit in voting.items() if crit and not set(crit) & set(self.assignment[p])}
         self.log(
             {
                 "phase": "round",
@@ -315,6 +317,7 @@ class Pruner:
                 "theta": theta,
                 "p": prob,
                 "abstained": {p: crit for p, crit in abstained.items() if crit},
+                "fell_back": fell_back,
                 "tied_at_cut": hybrid.tied_at_cut(order, theta, len(removed)),
                 "removed": removed,
                 "peft_params_before": params_before,
