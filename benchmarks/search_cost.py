@@ -2,11 +2,12 @@
 
     .venv/bin/python benchmarks/search_cost.py [TASK]
 
-Reads the committed copies of `benchmarks/default_vs_lora.yaml` (`benchmarks/results/default_vs_lora/runs/`, and
-`former_default/`: the runs made while rounds were capped at 16 by default) for TASK (default rotten_tomatoes) and
-prints one row per search run: its round cap, seed, search and final-training seconds (one process each, so the
-ratio is measured under one load), the ratio, PEFT parameters kept, and validation / test accuracy; then the mean
-test accuracy per setting over the seeds it has.
+Reads the committed copies of `benchmarks/default_vs_lora.yaml` (`benchmarks/results/default_vs_lora/runs/`;
+`before_fallback/`: the runs of commit f05c924, before the hybrid's fallback, with the uncapped and low-fidelity
+searches; `former_default/`: the runs made while rounds were capped at 16 by default) for TASK (default
+rotten_tomatoes) and prints one row per search run: its round cap, seed, search and final-training seconds (one
+process each, so the ratio is measured under one load), the ratio, PEFT parameters kept, and validation / test
+accuracy; then the mean test accuracy per setting over the seeds it has.
 """
 
 from __future__ import annotations
@@ -27,12 +28,13 @@ def _setting(run: dict, folder: str) -> str:
     args = run["bench"]["args"]
     cap = _flag(args, "--round-max-steps", "16 (the former default)" if folder == "former_default" else "32")
     cap = "none" if cap == "0" else cap
-    return f"round cap {cap}" + (", low fidelity 0.1" if "--low-fidelity" in args else "")
+    lowfi = ", low fidelity 0.1" if "--low-fidelity" in args else ""
+    return f"round cap {cap}{lowfi}" + (", before the fallback" if folder == "before_fallback" else "")
 
 
 def main(task: str = "rotten_tomatoes") -> None:
     rows, tests = [], {}
-    for folder in ("runs", "former_default"):
+    for folder in ("runs", "before_fallback", "former_default"):
         for path in sorted((RESULTS / folder).glob(f"{task}__prunepeft*.json")):
             run = json.loads(path.read_text())
             t, setting = run["time_s"], _setting(run, folder)
