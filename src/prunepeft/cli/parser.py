@@ -14,7 +14,7 @@ DEFAULT_OUTPUT = "runs/{task}"
 # The choices of some flags. They are written out here so that `--help` needs no torch; tests/test_cli.py checks
 # that they equal the modules' own (method.pruner.METHODS, method.candidates.SPACES and ROLES, runs.baselines.METHODS).
 CRITERIA_CHOICES = ("hybrid", "random", "weight", "zeros", "threshold", "activation", "gradient", "sensitivity")
-SPACE_CHOICES = ("extended", "paper")
+SPACE_CHOICES = ("attention", "extended", "paper")
 ROLES = ("q", "k", "v", "o", "ffn_in", "ffn_out")
 BASELINES = ("full", "lora", "dora", "adalora", "adapter", "supernet")
 
@@ -130,7 +130,8 @@ def _space_flags(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("search space")
     g.add_argument(
         "--space", choices=SPACE_CHOICES, default="paper",
-        help="paper: LoRA on query+value and an adapter after the feed-forward block, per layer; extended: "
+        help="paper: LoRA on query+value and an adapter after the feed-forward block, per layer; attention: the "
+        "same with LoRA on query, key, value and attention output; extended: "
         "also per-projection LoRA units and more adapter places",
     )  # fmt: skip
     g.add_argument(

@@ -192,6 +192,7 @@ def map_model(
 # Linear (LoRA innermost, serial adapters outermost).
 SPACES: dict[str, tuple[tuple[str, str, tuple[str, ...]], ...]] = {
     "paper": (("lora_qv", "lora", ("q", "v")), ("serial_ffn", "serial_adapter", ("ffn_out",))),
+    "attention": (("lora_qkvo", "lora", ("q", "k", "v", "o")), ("serial_ffn", "serial_adapter", ("ffn_out",))),
     "extended": (
         ("lora_q", "lora", ("q",)),
         ("lora_k", "lora", ("k",)),
