@@ -4,7 +4,8 @@ import json
 
 import pytest
 
-from prunepeft.bench.grid import Grid, _flags, done
+from prunepeft import __version__
+from prunepeft.bench.grid import FORMER_DEFAULTS, Grid, _flags, done, finished
 from prunepeft.bench.run import run_grid
 from prunepeft.common.config import ConfigError
 from test_search import csv_task  # noqa: F401  (fixture)
@@ -67,7 +68,36 @@ def test_variants_are_tuned_with_the_rate_and_borrowed_with_it(tmp_path):
 
 def _fake(run, results):
     with open(run["copy"], "w") as fh:
-        json.dump({**results, "bench": {"args": run["args"]}}, fh)
+        json.dump({"versions": {"prunepeft": __version__}, **results, "bench": {"args": run["args"]}}, fh)
+
+
+def test_a_copy_counts_with_the_defaults_it_ran_under(tmp_path):
+    today = FORMER_DEFAULTS[0][0]
+    copy = str(tmp_path / "c.json")
+    search = ["search", "--task", "t", "--output-dir", "x", "--seed", "0"]
+
+    def counts(recorded, made_by, args):
+        versions = {"prunepeft": made_by} if made_by else {}  # copies before 0.2.0 record no version
+        with open(copy, "w") as fh:
+            json.dump({"versions": versions, "bench": {"args": recorded}}, fh)
+        return finished({"copy": copy, "args": args}) is not None
+
+    for former in (None, "0.1.0"):  # made before the default space changed, without --space
+        assert counts(search, former, [*search, "--space", "paper"])  # a run of the former default, written out
+        assert not counts(search, former, search)
+        assert not counts(search, former, [*search, "--space", "attention"])
+    assert counts(search, today, search) and not counts(search, today, [*search, "--space", "paper"])
+    assert counts(search, "1.0.0", search)
+    # a flag given stays as given; other commands are untouched
+    assert counts([*search, "--space", "attention"], None, [*search, "--space", "attention"])
+    lora = ["train", "--method", "lora", "--seed", "0"]
+    assert counts(lora, None, lora)
+    supernet = ["train", "--method", "supernet", "--seed", "0"]
+    assert counts(supernet, None, [*supernet, "--space", "paper"]) and not counts(supernet, None, supernet)
+    # the order of flags does not matter, which value goes with which flag does
+    reordered = ["search", "--seed", "0", "--output-dir", "y", "--task", "t"]
+    assert counts(search, today, reordered)
+    assert not counts(["search", "--seed", "1", "--epochs", "0"], today, ["search", "--seed", "0", "--epochs", "1"])
 
 
 def test_rate_choice_minds_losses_nan_ties_and_stale_runs(tmp_path):

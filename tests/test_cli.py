@@ -45,7 +45,7 @@ def test_help_version_and_argument_errors_import_no_torch(args):
 
 def test_version():
     done, _, _ = _light("--version")
-    assert done.stdout.strip() == "prunepeft 0.1.0"
+    assert done.stdout.strip() == "prunepeft 0.2.0"
 
 
 def test_bad_input_is_refused_before_torch(tmp_path, tiny_bert_dir):

@@ -23,7 +23,7 @@ from prunepeft.method.modules import LoraLinear
 from prunepeft.method.pruner import BudgetError, Pruner
 from prunepeft.method.trainer_plugin import PrunePEFT
 
-SPACE = SpaceSettings(lora_rank=4, lora_alpha=4, bottleneck_size=8)
+SPACE = SpaceSettings(space="paper", lora_rank=4, lora_alpha=4, bottleneck_size=8)
 
 
 def _bert(layers: int = 4) -> BertForSequenceClassification:

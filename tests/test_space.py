@@ -22,7 +22,7 @@ def test_bert_map_and_paper_space():
     model = tiny_bert(layers=4)
     mm = map_model(model)
     assert mm.layers_path == "bert.encoder.layer" and mm.num_layers == 4
-    specs = build_space(mm, SpaceSettings())
+    specs = build_space(mm, SpaceSettings(space="paper"))
     assert [s.name for s in specs[:2]] == ["L0.lora_qv", "L0.serial_ffn"]
     assert specs[0].targets == (
         "bert.encoder.layer.0.attention.self.query",
@@ -30,6 +30,17 @@ def test_bert_map_and_paper_space():
     )
     assert specs[1].targets == ("bert.encoder.layer.0.output.dense",)
     assert len(specs) == 8
+
+
+@pytest.mark.parametrize("make", [tiny_bert, tiny_llama])
+def test_the_default_space_puts_lora_on_every_attention_projection(make):
+    model = make()
+    mm = map_model(model)
+    specs = build_space(mm, SpaceSettings())
+    assert [s.kind for s in specs] == ["lora_qkvo", "serial_ffn"] * mm.num_layers
+    roles = ("q", "k", "v", "o")
+    assert specs[2].targets == tuple(f"{mm.layers_path}.1.{mm.roles[r][0]}" for r in roles)
+    assert specs[3].targets == (f"{mm.layers_path}.1.{mm.roles['ffn_out'][0]}",)
 
 
 @pytest.mark.parametrize(
@@ -95,7 +106,8 @@ def test_nothing_found_lists_what_was_found():
     with pytest.raises(SpaceError, match=r"\['mix'\].*--target"):
         build_space(mm, SpaceSettings())
     mm = map_model(odd, role_overrides={"q": ("mix",), "v": ("mix",), "ffn_out": ("mix",)})
-    assert len(build_space(mm, SpaceSettings())) == 4
+    assert len(build_space(mm, SpaceSettings(space="paper"))) == 4
+    assert [s.kind for s in build_space(mm, SpaceSettings())] == ["serial_ffn"] * 2  # no k, o: no attention LoRA
     with pytest.raises(SpaceError, match="not Linear"):
         map_model(odd, role_overrides={"q": ("nope",)})
 
@@ -138,7 +150,7 @@ def test_removed_parameters_leave_the_optimizer():
     assert not any(id(p) in {id(q) for q in model.parameters()} for p in params)
 
 
-@pytest.mark.parametrize("space", ["paper", "extended"])
+@pytest.mark.parametrize("space", ["attention", "paper", "extended"])
 @pytest.mark.parametrize("make", [tiny_bert, tiny_llama])
 def test_unit_sizes_give_every_candidate_at_most_an_equal_share_of_twice_the_budget(space, make):
     from prunepeft.method.candidates import KEEP_SHARE, spec_params, unit_sizes
@@ -166,7 +178,7 @@ def test_unit_sizes_keep_what_the_user_gives():
     from prunepeft.method.candidates import unit_sizes
 
     model = tiny_bert()
-    settings = SpaceSettings(lora_rank=3, lora_alpha=5.0)
+    settings = SpaceSettings(space="paper", lora_rank=3, lora_alpha=5.0)
     sizes = unit_sizes(model, map_model(model), settings, 20_000)
     assert sizes["lora_qv"] == 3 and sizes["serial_ffn"] > 3
     specs = build_space(map_model(model), settings, sizes)

@@ -29,6 +29,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import statistics
 
 from prunepeft.common.config import require
@@ -184,14 +185,45 @@ def _label(task: str) -> str:
     return os.path.splitext(os.path.basename(task))[0]  # a file path becomes its name
 
 
+# Defaults that changed after copies were made: (the first version with today's default, the items of the
+# command lines the change applies to, the flag, its former value). A copy made by an older prunepeft (copies
+# before 0.2.0 record no version) without the flag ran with the former value: it counts as a run with the flag
+# written out, and never as a run under today's default.
+FORMER_DEFAULTS = (
+    ("0.2.0", (("search",),), "--space", "paper"),
+    ("0.2.0", (("train",), ("--method", "supernet")), "--space", "paper"),
+)
+
+
 def finished(run: dict) -> dict | None:
     """The run's results if it finished with these very settings (a copy whose recorded command line is this
-    run's, but for the folder it wrote to), else None."""
+    run's, but for the folder it wrote to and the order of its flags, and with ``FORMER_DEFAULTS`` written out),
+    else None."""
     if not os.path.exists(run["copy"]):
         return None
     results = read(run)
     recorded = results.get("bench", {}).get("args") or results.get("command", "").split(" ")[1:]
-    return results if _settings(recorded) == _settings(run["args"]) else None
+    recorded = _settings(recorded)
+    made_by = _version(results.get("versions", {}).get("prunepeft", "0"))
+    for version, applies_to, flag, value in FORMER_DEFAULTS:
+        if made_by < _version(version) and set(applies_to) <= set(_items(recorded)) and flag not in recorded:
+            recorded = [*recorded, flag, value]
+    return results if sorted(_items(recorded)) == sorted(_items(_settings(run["args"]))) else None
+
+
+def _version(text: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in re.findall(r"\d+", text)[:3])
+
+
+def _items(args: list[str]) -> list[tuple[str, ...]]:
+    """A command line as its items: the command, then each flag with the values that follow it."""
+    items: list[tuple[str, ...]] = []
+    for arg in args:
+        if arg.startswith("--") or not items:
+            items.append((arg,))
+        else:
+            items[-1] += (arg,)
+    return items
 
 
 def done(run: dict) -> bool:

@@ -129,10 +129,10 @@ def _common(p: argparse.ArgumentParser) -> None:
 def _space_flags(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("search space")
     g.add_argument(
-        "--space", choices=SPACE_CHOICES, default="paper",
-        help="paper: LoRA on query+value and an adapter after the feed-forward block, per layer; attention: the "
-        "same with LoRA on query, key, value and attention output; extended: "
-        "also per-projection LoRA units and more adapter places",
+        "--space", choices=SPACE_CHOICES, default="attention",
+        help="attention (default): per layer, LoRA on the query, key, value and attention output projections and "
+        "an adapter after the feed-forward block; paper: the same with LoRA on query+value only (the paper's "
+        "space); extended: per-projection LoRA units and more adapter places",
     )  # fmt: skip
     g.add_argument(
         "--lora-rank", type=int, default=None,

@@ -213,7 +213,7 @@ PAPER_RANK, PAPER_WIDTH = 32, 64  # sizes without a budget to derive them from (
 
 @dataclass(frozen=True)
 class SpaceSettings:
-    space: str = "paper"
+    space: str = "attention"
     lora_rank: int | None = None  # None: sized from the budget (``unit_sizes``)
     lora_alpha: float | None = None  # None: twice the rank
     lora_dropout: float = 0.0

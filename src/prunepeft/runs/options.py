@@ -102,8 +102,11 @@ def environment() -> dict:
     import peft
     import transformers
 
+    from prunepeft import __version__
+
     return {
         "versions": {
+            "prunepeft": __version__,
             "python": platform.python_version(),
             "torch": torch.__version__,
             "transformers": transformers.__version__,
