@@ -45,6 +45,8 @@ def main() -> None:
         for before_path in sorted(glob.glob(f"benchmarks/results/{bench}/before_fallback/*.json")):
             name = os.path.basename(before_path)[: -len(".json")]
             after_path = f"benchmarks/results/{bench}/runs/{name}.json"
+            paper = after_path.replace("__prunepeft__", "__prunepeft_paper__")  # since 0.2.0 the former default's name
+            after_path = paper if os.path.exists(paper) else after_path
             if not os.path.exists(after_path):
                 continue
             with open(before_path, encoding="utf-8") as fh, open(after_path, encoding="utf-8") as gh:

@@ -29,7 +29,8 @@ def _setting(run: dict, folder: str) -> str:
     cap = _flag(args, "--round-max-steps", "16 (the former default)" if folder == "former_default" else "32")
     cap = "none" if cap == "0" else cap
     lowfi = ", low fidelity 0.1" if "--low-fidelity" in args else ""
-    return f"round cap {cap}{lowfi}" + (", before the fallback" if folder == "before_fallback" else "")
+    space = f", space {_flag(args, '--space', 'paper')}"  # copies without --space ran before 0.2.0
+    return f"round cap {cap}{space}{lowfi}" + (", before the fallback" if folder == "before_fallback" else "")
 
 
 def main(task: str = "rotten_tomatoes") -> None:

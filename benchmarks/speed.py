@@ -81,7 +81,7 @@ def minilm(num_labels: int = 2):
 
 def ours_lora(rank: int):
     model, head = minilm()
-    space = SpaceSettings(lora_rank=rank, lora_alpha=rank)
+    space = SpaceSettings(space="paper", lora_rank=rank, lora_alpha=rank)  # LoRA on query, value, as peft_lora
     specs = [s for s in build_space(map_model(model), space) if s.kind == "lora_qv"]
     freeze_for_peft(model, head)  # before attaching: candidates are created trainable
     attach_all(model, specs)
@@ -100,7 +100,7 @@ def peft_lora(rank: int):
 def supernet(prune: str = "") -> tuple[torch.nn.Module, dict[str, Candidate]]:
     """All candidates, or with half of them removed: those of the upper layers ("upper") or the lower ("lower")."""
     model, head = minilm()
-    specs = build_space(map_model(model), SpaceSettings())
+    specs = build_space(map_model(model), SpaceSettings(space="paper"))  # the space of the committed results
     freeze_for_peft(model, head)
     candidates = dict(zip((s.name for s in specs), attach_all(model, specs), strict=True))
     by_layer = sorted(candidates, key=lambda n: candidates[n].spec.layer)

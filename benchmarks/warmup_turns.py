@@ -37,7 +37,7 @@ def warmup_log(task_name: str, seed: int, fresh: bool, max_train: int | None) ->
     folder = tempfile.mkdtemp(prefix="warmup-")
     opts = RunOptions(task=task_name, output_dir=folder, max_train_samples=max_train)
     train = TrainSettings(seed=seed, max_length=64)
-    settings, space = SearchSettings(), SpaceSettings()
+    settings, space = SearchSettings(), SpaceSettings(space="paper")  # the space of the committed results
     task = load_data(opts, seed)
     loaded = build_model(opts, task, seed)
     base, _ = count_params(loaded.model, loaded.head_names)
