@@ -271,6 +271,8 @@ def test_default_unit_sizes_follow_the_budget(tiny_bert_dir, csv_task, tmp_path)
     assert main(args) == 0
     start = _log(out)[0]
     share = 6000 / (KEEP_SHARE * len(start["candidates"]))
-    assert all(abs(n - share) / share < 0.1 for n in start["candidates"].values()), start["candidates"]
+    step = {"lora_qkvo": 4 * (32 + 32), "serial_ffn": 32 + 1 + 32}  # one more rank / width, at hidden size 32
+    for name, n in start["candidates"].items():  # the largest size within the share (rounded down)
+        assert share - step[name.split(".")[1]] < n <= share, start["candidates"]
     recipe = Recipe.load(str(out))
     assert recipe.peft_params <= 6000 and len(recipe.candidates) >= len(start["candidates"]) // 2 - 1

@@ -1,6 +1,6 @@
 """prunepeft: find which PEFT modules to keep, and where, by iterative hybrid pruning (PrunePEFT)."""
 
-__version__ = "0.2.0"
+from prunepeft.common.version import VERSION as __version__
 
 __all__ = ["PrunePEFT", "PrunePEFTCallback", "load", "__version__"]
 

@@ -13,6 +13,7 @@ from transformers import set_seed
 
 from prunepeft.common.distributed import is_main_process
 from prunepeft.common.progress import PLAN, progress_shown
+from prunepeft.common.version import VERSION
 from prunepeft.data.load import load_task
 from prunepeft.data.splits import stratified_subset
 from prunepeft.data.task import TaskData
@@ -102,11 +103,9 @@ def environment() -> dict:
     import peft
     import transformers
 
-    from prunepeft import __version__
-
     return {
         "versions": {
-            "prunepeft": __version__,
+            "prunepeft": VERSION,
             "python": platform.python_version(),
             "torch": torch.__version__,
             "transformers": transformers.__version__,
