@@ -28,7 +28,7 @@ def test_listed_as_builtin() -> None:
 
 def test_sizes(convention: TaskData) -> None:
     sizes = [len(getattr(convention, s)) for s in SPLITS]
-    assert sizes == [2_370, 300, 675]  # the README's table
+    assert sizes == [2_370, 300, 675]  # the table in docs/usage.md
     assert sizes[2] >= 500  # enough test rows to separate methods
     total = sum(sizes)
     assert abs(sizes[2] - 0.2 * total) <= 0.02 * total  # whole speakers: close to, not exactly, 20%
