@@ -72,9 +72,10 @@ def _fake(run, results):
 
 
 def test_a_copy_counts_with_the_defaults_it_ran_under(tmp_path):
-    today = FORMER_DEFAULTS[0][0]
+    today = FORMER_DEFAULTS[-1][0]
     copy = str(tmp_path / "c.json")
     search = ["search", "--task", "t", "--output-dir", "x", "--seed", "0"]
+    v2 = ["--lora-slices", "1", "--learning-rate", "0.001"]  # the 0.2.0 defaults that 0.3.0 changed, beside --space
 
     def counts(recorded, made_by, args):
         versions = {"prunepeft": made_by} if made_by else {}  # copies before 0.2.0 record no version
@@ -83,21 +84,38 @@ def test_a_copy_counts_with_the_defaults_it_ran_under(tmp_path):
         return finished({"copy": copy, "args": args}) is not None
 
     for former in (None, "0.1.0"):  # made before the default space changed, without --space
-        assert counts(search, former, [*search, "--space", "paper"])  # a run of the former default, written out
+        assert counts(search, former, [*search, "--space", "paper", *v2])  # a run of the former defaults, written out
         assert not counts(search, former, search)
-        assert not counts(search, former, [*search, "--space", "attention"])
+        assert not counts(search, former, [*search, "--space", "attention", *v2])
+        assert not counts(search, former, [*search, "--space", "paper"])  # slices and the rate choice changed too
+    assert counts(search, "0.2.0", [*search, "--space", "attention", *v2])
+    assert not counts(search, "0.2.0", search) and not counts(search, "0.2.0", [*search, "--space", "paper", *v2])
     assert counts(search, today, search) and not counts(search, today, [*search, "--space", "paper"])
     assert counts(search, "1.0.0", search)
     # a flag given stays as given; other commands are untouched
-    assert counts([*search, "--space", "attention"], None, [*search, "--space", "attention"])
+    given = [*search, "--space", "attention", "--learning-rate", "0.003"]
+    assert counts(given, None, [*given, "--lora-slices", "1"])
     lora = ["train", "--method", "lora", "--seed", "0"]
-    assert counts(lora, None, lora)
+    assert counts(lora, None, lora) and counts(lora, "0.2.0", lora)
     supernet = ["train", "--method", "supernet", "--seed", "0"]
-    assert counts(supernet, None, [*supernet, "--space", "paper"]) and not counts(supernet, None, supernet)
+    assert counts(supernet, None, [*supernet, "--space", "paper", "--lora-slices", "1"])
+    assert counts(supernet, "0.2.0", [*supernet, "--space", "attention", "--lora-slices", "1"])
+    assert not counts(supernet, None, supernet)
     # the order of flags does not matter, which value goes with which flag does
     reordered = ["search", "--seed", "0", "--output-dir", "y", "--task", "t"]
     assert counts(search, today, reordered)
     assert not counts(["search", "--seed", "1", "--epochs", "0"], today, ["search", "--seed", "0", "--epochs", "1"])
+
+
+def test_a_config_measured_under_former_defaults_writes_them_out():
+    g = grid(s={"command": "search"}, t={"command": "train", "flags": {"method": "lora"}})
+    assert "--lora-slices" not in g.run("a", "s", 0, None)["args"]
+    g.config["defaults_of"] = "0.2.0"
+    args = g.run("a", "s", 0, None)["args"]
+    assert args[-6:] == ["--space", "attention", "--lora-slices", "1", "--learning-rate", "0.001"]
+    assert "--lora-slices" not in g.run("a", "t", 0, None)["args"]  # a LoRA baseline: nothing changed
+    tuned = g.run("a", "s", 0, 0.003)["args"]
+    assert tuned[tuned.index("--learning-rate") + 1] == "0.003" and tuned.count("--learning-rate") == 1
 
 
 def test_rate_choice_minds_losses_nan_ties_and_stale_runs(tmp_path):

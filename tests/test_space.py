@@ -22,7 +22,7 @@ def test_bert_map_and_paper_space():
     model = tiny_bert(layers=4)
     mm = map_model(model)
     assert mm.layers_path == "bert.encoder.layer" and mm.num_layers == 4
-    specs = build_space(mm, SpaceSettings(space="paper"))
+    specs = build_space(mm, SpaceSettings(space="paper", lora_slices=1))
     assert [s.name for s in specs[:2]] == ["L0.lora_qv", "L0.serial_ffn"]
     assert specs[0].targets == (
         "bert.encoder.layer.0.attention.self.query",
@@ -33,10 +33,10 @@ def test_bert_map_and_paper_space():
 
 
 @pytest.mark.parametrize("make", [tiny_bert, tiny_llama])
-def test_the_default_space_puts_lora_on_every_attention_projection(make):
+def test_the_attention_space_puts_lora_on_every_attention_projection(make):
     model = make()
     mm = map_model(model)
-    specs = build_space(mm, SpaceSettings())
+    specs = build_space(mm, SpaceSettings(space="attention", lora_slices=1))
     assert [s.kind for s in specs] == ["lora_qkvo", "serial_ffn"] * mm.num_layers
     roles = ("q", "k", "v", "o")
     assert specs[2].targets == tuple(f"{mm.layers_path}.1.{mm.roles[r][0]}" for r in roles)
@@ -63,7 +63,7 @@ def test_known_families(model, layers_path, q):
     mm = map_model(model)
     assert mm.layers_path == layers_path
     assert mm.roles["q"] == (q,)
-    specs = build_space(mm, SpaceSettings(space="extended"))
+    specs = build_space(mm, SpaceSettings(space="extended", lora_slices=1))
     assert len(specs) == 9 * mm.num_layers
     cands = attach_all(model, specs)  # every target exists and is wrappable
     assert all(c.n_params > 0 for c in cands)
@@ -106,8 +106,9 @@ def test_nothing_found_lists_what_was_found():
     with pytest.raises(SpaceError, match=r"\['mix'\].*--target"):
         build_space(mm, SpaceSettings())
     mm = map_model(odd, role_overrides={"q": ("mix",), "v": ("mix",), "ffn_out": ("mix",)})
-    assert len(build_space(mm, SpaceSettings(space="paper"))) == 4
-    assert [s.kind for s in build_space(mm, SpaceSettings())] == ["serial_ffn"] * 2  # no k, o: no attention LoRA
+    assert len(build_space(mm, SpaceSettings(space="paper", lora_slices=1))) == 4
+    attention = SpaceSettings(space="attention", lora_slices=1)
+    assert [s.kind for s in build_space(mm, attention)] == ["serial_ffn"] * 2  # no k, o: no attention LoRA
     with pytest.raises(SpaceError, match="not Linear"):
         map_model(odd, role_overrides={"q": ("nope",)})
 
@@ -137,7 +138,7 @@ def test_attach_detach_restores_model_exactly():
 
 def test_removed_parameters_leave_the_optimizer():
     model = tiny_bert(layers=2)
-    cand = attach(model, build_space(map_model(model), SpaceSettings())[0])
+    cand = attach(model, build_space(map_model(model), SpaceSettings(lora_slices=1))[0])
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad])
     model(input_ids=torch.randint(0, 100, (2, 5))).logits.sum().backward()
     opt.step()
@@ -150,14 +151,14 @@ def test_removed_parameters_leave_the_optimizer():
     assert not any(id(p) in {id(q) for q in model.parameters()} for p in params)
 
 
-@pytest.mark.parametrize("space", ["attention", "paper", "extended"])
+@pytest.mark.parametrize("space", ["lora", "attention", "paper", "extended"])
 @pytest.mark.parametrize("make", [tiny_bert, tiny_llama])
 def test_unit_sizes_give_every_candidate_at_most_an_equal_share_of_twice_the_budget(space, make):
     from prunepeft.method.candidates import KEEP_SHARE, spec_params, unit_sizes
 
     model = make()
     model_map = map_model(model)
-    settings = SpaceSettings(space=space)
+    settings = SpaceSettings(space=space, lora_slices=1)  # whole locations (slices: test_slices_*)
     for budget in (3_000, 12_000, 48_000):
         sizes = unit_sizes(model, model_map, settings, budget)
         specs = build_space(model_map, settings, sizes)
@@ -178,7 +179,7 @@ def test_unit_sizes_keep_what_the_user_gives():
     from prunepeft.method.candidates import unit_sizes
 
     model = tiny_bert()
-    settings = SpaceSettings(space="paper", lora_rank=3, lora_alpha=5.0)
+    settings = SpaceSettings(space="paper", lora_rank=3, lora_alpha=5.0, lora_slices=1)
     sizes = unit_sizes(model, map_model(model), settings, 20_000)
     assert sizes["lora_qv"] == 3 and sizes["serial_ffn"] > 3
     specs = build_space(map_model(model), settings, sizes)
@@ -186,6 +187,74 @@ def test_unit_sizes_keep_what_the_user_gives():
         ("lora_qv", 3, 5.0),
         ("serial_ffn", sizes["serial_ffn"], 0.0),
     }
-    assert {s.size for s in build_space(map_model(model), SpaceSettings())} == {32, 64}  # no budget: paper units
-    zero = build_space(map_model(model), SpaceSettings(lora_rank=3, lora_alpha=0.0))  # a given alpha, even 0, stays
+    no_budget = SpaceSettings(space="paper", lora_slices=1)
+    assert {s.size for s in build_space(map_model(model), no_budget)} == {32, 64}  # no budget: paper units
+    zero = build_space(map_model(model), SpaceSettings(lora_rank=3, lora_alpha=0.0, lora_slices=1))  # even 0 stays
     assert {s.alpha for s in zero if s.module == "lora"} == {0.0}
+
+
+@pytest.mark.parametrize("make", [tiny_bert, tiny_llama])
+def test_the_default_space_is_lora_only_on_attention_and_feed_forward(make):
+    mm = map_model(make())
+    specs = build_space(mm, SpaceSettings(lora_slices=1))
+    assert {s.module for s in specs} == {"lora"}
+    assert [s.kind for s in specs] == ["lora_qkvo", "lora_ffn"] * mm.num_layers
+    roles = ("ffn_in", "ffn_out")
+    assert specs[3].targets == tuple(f"{mm.layers_path}.1.{n}" for r in roles for n in mm.roles[r])
+
+
+@pytest.mark.parametrize(
+    "rank,slices,expected", [(12, 4, [3] * 4), (9, 4, [2] * 4), (5, 4, [1] * 5), (1, 4, [1]), (8, 1, [8])]
+)
+def test_a_location_is_sliced_into_equal_ranks(rank, slices, expected):
+    from prunepeft.method.candidates import slice_ranks
+
+    assert slice_ranks(rank, slices) == expected
+
+
+def test_slices_are_one_lora_of_the_summed_rank():
+    """Chained slices on the same weights compute what the merged spec computes with their weights stacked."""
+    from prunepeft.method.candidates import merge_slices
+
+    torch.manual_seed(0)
+    model = tiny_bert(layers=2)
+    mm = map_model(model)
+    specs = build_space(mm, SpaceSettings(lora_rank=8, lora_slices=4))
+    layer0 = [s for s in specs if s.layer == 0 and s.kind == "lora_qkvo"]
+    assert [s.name for s in layer0] == [f"L0.lora_qkvo.s{i}" for i in range(4)] and {s.size for s in layer0} == {2}
+    kept = [layer0[0], layer0[2]]
+    (merged,) = merge_slices(kept)
+    assert (merged.name, merged.size, merged.alpha) == ("L0.lora_qkvo", 4, 8.0)
+    x = torch.randint(0, 100, (2, 7))
+    model.eval()
+    sliced = attach_all(model, kept)
+    for cand in sliced:
+        for w in cand.wrappers:
+            torch.nn.init.normal_(w.lora_B.weight)
+    out_sliced = model(input_ids=x).logits
+    stacks = {}
+    for cand in sliced:
+        for target, w in zip(cand.spec.targets, cand.wrappers, strict=True):
+            stacks.setdefault(target, []).append((w.lora_A.weight.detach(), w.lora_B.weight.detach()))
+    for cand in reversed(sliced):
+        detach(model, cand)
+    (whole,) = attach_all(model, [merged])
+    for target, w in zip(merged.targets, whole.wrappers, strict=True):
+        with torch.no_grad():
+            w.lora_A.weight.copy_(torch.cat([a for a, _ in stacks[target]], 0))
+            w.lora_B.weight.copy_(torch.cat([b for _, b in stacks[target]], 1))
+    torch.testing.assert_close(model(input_ids=x).logits, out_sliced)
+
+
+def test_merging_keeps_other_candidates_and_refuses_mismatched_slices():
+    import dataclasses
+
+    from prunepeft.method.candidates import merge_slices
+
+    specs = build_space(map_model(tiny_bert(layers=2)), SpaceSettings(space="attention", lora_rank=8))
+    adapters = [s for s in specs if s.module != "lora"]
+    assert merge_slices(adapters) == adapters  # an adapter is one candidate: nothing to merge
+    lora = [s for s in specs if s.module == "lora" and s.layer == 1]
+    assert [(s.name, s.size) for s in merge_slices(lora)] == [("L1.lora_qkvo", 8)]
+    with pytest.raises(SpaceError, match="cannot be merged"):
+        merge_slices([lora[0], dataclasses.replace(lora[1], alpha=lora[1].alpha * 3)])

@@ -4,7 +4,9 @@ the table and plots: ``bench.table``).
 
 Config keys: name, model, tasks, seeds, common (flags for every run), jobs (runs at once; the cores are shared
 out among them), tune_seeds (the seeds on which learning rates are compared; default: all seeds), output,
-headline (a method compared seed by seed with every other in the table), and
+headline (a method compared seed by seed with every other in the table), defaults_of (a prunepeft version: every
+run is written with that version's defaults where they have changed since, ``FORMER_DEFAULTS``, so that a config
+measured under former defaults keeps meaning what it measured), and
 methods: a mapping method name -> {command: search|train, flags: {...}, learning_rates: [...] (optionally
 with variants: {NAME: {flags}, ...}), or learning_rate_from: METHOD, curve: NAME, tasks: [...] (a method
 that runs on some of the config's tasks only) and seeds: [...] (a method at a fixed rate that runs on some of the
@@ -34,7 +36,9 @@ import statistics
 
 from prunepeft.common.config import require
 
-KEYS = {"name", "model", "tasks", "seeds", "common", "methods", "output", "jobs", "tune_seeds", "headline"}
+KEYS = {
+    "name", "model", "tasks", "seeds", "common", "methods", "output", "jobs", "tune_seeds", "headline", "defaults_of"
+}  # fmt: skip
 LOWER_IS_BETTER = {"loss", "mse"}
 METHOD_KEYS = {"command", "flags", "learning_rates", "learning_rate_from", "variants", "curve", "tasks", "seeds"}
 
@@ -103,6 +107,8 @@ class Grid:
         folder = os.path.join(self.root, label, method, leaf)
         args = [spec.get("command", "train"), "--model", self.config.get("model", "minilm"), "--task", task,
                 "--output-dir", folder, "--overwrite", "--no-progress", *_flags(flags)]  # fmt: skip
+        if "defaults_of" in self.config:
+            args = with_former_defaults(args, str(self.config["defaults_of"]))
         copy = os.path.join(self.results_dir, "runs", f"{label}__{method}__{leaf}.json")
         return {"task": label, "method": method, "lr": lr, "variant": variant, "seed": seed, "dir": folder,
                 "args": args, "copy": copy}  # fmt: skip
@@ -189,10 +195,24 @@ def _label(task: str) -> str:
 # command lines the change applies to, the flag, its former value). A copy made by an older prunepeft (copies
 # before 0.2.0 record no version) without the flag ran with the former value: it counts as a run with the flag
 # written out, and never as a run under today's default.
-FORMER_DEFAULTS = (
+FORMER_DEFAULTS = (  # oldest first: a flag written out by an older change is not overwritten by a later one
     ("0.2.0", (("search",),), "--space", "paper"),
     ("0.2.0", (("train",), ("--method", "supernet")), "--space", "paper"),
+    ("0.3.0", (("search",),), "--space", "attention"),
+    ("0.3.0", (("search",),), "--lora-slices", "1"),
+    ("0.3.0", (("search",),), "--learning-rate", "0.001"),
+    ("0.3.0", (("train",), ("--method", "supernet")), "--space", "attention"),
+    ("0.3.0", (("train",), ("--method", "supernet")), "--lora-slices", "1"),
 )
+
+
+def with_former_defaults(args: list[str], made_by: str) -> list[str]:
+    """The command line with every default that changed after version ``made_by`` written out at its former value
+    (where the command line does not set the flag itself)."""
+    for version, applies_to, flag, value in FORMER_DEFAULTS:
+        if _version(made_by) < _version(version) and set(applies_to) <= set(_items(args)) and flag not in args:
+            args = [*args, flag, value]
+    return args
 
 
 def finished(run: dict) -> dict | None:
@@ -203,11 +223,7 @@ def finished(run: dict) -> dict | None:
         return None
     results = read(run)
     recorded = results.get("bench", {}).get("args") or results.get("command", "").split(" ")[1:]
-    recorded = _settings(recorded)
-    made_by = _version(results.get("versions", {}).get("prunepeft", "0"))
-    for version, applies_to, flag, value in FORMER_DEFAULTS:
-        if made_by < _version(version) and set(applies_to) <= set(_items(recorded)) and flag not in recorded:
-            recorded = [*recorded, flag, value]
+    recorded = with_former_defaults(_settings(recorded), results.get("versions", {}).get("prunepeft", "0"))
     return results if sorted(_items(recorded)) == sorted(_items(_settings(run["args"]))) else None
 
 
@@ -247,8 +263,9 @@ def points(results: dict) -> list[tuple[str, dict]]:
     for p in results["budgets"]:
         if not p["trained"]:
             continue
-        time_s = {"search_s": search_s, "final_train_s": p["final_train_s"],
-                  "search_to_train_ratio": round(search_s / p["final_train_s"], 4)}  # fmt: skip
+        probes = p.get("rate_choice_s", 0.0)  # this budget's learning-rate probes count as search
+        time_s = {"search_s": search_s, "rate_choice_s": probes, "final_train_s": p["final_train_s"],
+                  "search_to_train_ratio": round((search_s + probes) / p["final_train_s"], 4)}  # fmt: skip
         one = {k: results[k] for k in ("method", "task", "model", "metric", "memory_mib") if k in results}
         one.update(test=p["test"], validation=p["validation"], params=p["params"], time_s=time_s)
         if "bench" in results:

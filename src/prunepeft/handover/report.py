@@ -5,6 +5,7 @@ from __future__ import annotations
 import html
 import json
 import os
+import re
 import statistics
 import time
 
@@ -33,21 +34,27 @@ def _read_json(path: str) -> dict:
 
 
 def plot_module_map(log: list[dict], recipe: dict, path: str) -> None:
-    """Layers x candidate kinds: kept, or the round in which the candidate was removed."""
+    """Layers x candidate kinds: kept, or the round in which the candidate was removed. A LoRA location held as
+    slices shows the share of its slices kept (``2/4``), or the round its last slice was removed."""
     start = next(r for r in log if r["phase"] == "start")
-    names = list(start["candidates"])
-    kinds = list(dict.fromkeys(n.split(".", 1)[1] for n in names))
-    layers = sorted({int(n.split(".", 1)[0][1:]) for n in names})
+    slices: dict[tuple[int, str], list[str]] = {}  # (layer, kind) -> its candidates
+    for name in start["candidates"]:
+        layer, _, rest = name.partition(".")
+        kind = re.sub(r"\.s\d+$", "", rest)
+        slices.setdefault((int(layer[1:]), kind), []).append(name)
+    kinds = list(dict.fromkeys(kind for _, kind in slices))
+    layers = sorted({layer for layer, _ in slices})
     removed = recipe.get("removed", {})
     rounds = max(removed.values(), default=1)
     grid = [[float("nan")] * len(layers) for _ in kinds]
     fig, ax = plt.subplots(figsize=(1.2 + 0.55 * len(layers), 0.9 + 0.6 * len(kinds)))
-    for name in names:
-        layer, kind = int(name.split(".", 1)[0][1:]), name.split(".", 1)[1]
+    for (layer, kind), names in slices.items():
         row, col = kinds.index(kind), layers.index(layer)
-        kept = name not in removed
-        grid[row][col] = rounds + 1 if kept else removed[name]
-        ax.text(col, row, "kept" if kept else f"r{removed[name]}", ha="center", va="center", fontsize=8)
+        kept = [n for n in names if n not in removed]
+        grid[row][col] = rounds + 1 if kept else max(removed[n] for n in names)
+        share = "kept" if len(kept) == len(names) else f"{len(kept)}/{len(names)}"
+        text = share if kept else f"r{int(grid[row][col])}"
+        ax.text(col, row, text, ha="center", va="center", fontsize=8)
     image = ax.imshow(grid, cmap="viridis", vmin=1, vmax=rounds + 1, aspect="auto")
     ax.set_xticks(range(len(layers)), [str(x) for x in layers])
     ax.set_yticks(range(len(kinds)), kinds)
@@ -184,7 +191,10 @@ def _curve_facts(results: dict) -> list[str]:
         )
     t = results.get("time_s", {})
     if "search_to_train_ratio" in t:
-        out.append(f"one search {t['search_s']:.0f} s; {t['search_to_train_ratio']:.2f} of a final training (mean)")
+        probes = f" + learning-rate probes {t['rate_choice_s_mean']:.0f} s" if "rate_choice_s_mean" in t else ""
+        out.append(
+            f"one search {t['search_s']:.0f} s{probes}; {t['search_to_train_ratio']:.2f} of a final training (mean)"
+        )
     return out
 
 
@@ -240,8 +250,9 @@ def _page(run_dir: str, recipe: dict, results: dict, sections: list[str]) -> str
         facts.append(f"PEFT parameters: {p['peft']:,} ({p['peft_percent_of_base']:.3f}% of base); head {p['head']:,}")
         t = results.get("time_s", {})
         if "search_to_train_ratio" in t:
+            probes = f" + learning-rate probes {t['rate_choice_s']:.0f} s" if "rate_choice_s" in t else ""
             facts.append(
-                f"search {t['search_s']:.0f} s / final training {t['final_train_s']:.0f} s "
+                f"search {t['search_s']:.0f} s{probes} / final training {t['final_train_s']:.0f} s "
                 f"= {t['search_to_train_ratio']:.2f}"
             )
         lat = results.get("latency_ms")

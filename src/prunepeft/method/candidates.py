@@ -1,8 +1,10 @@
-"""Which candidates exist for a model: the architecture map, and attaching / removing candidates.
+"""The search space: which candidates a model gets, their sizes, and attaching / removing them.
 
-A model is described by its repeated blocks (a ``ModuleList``) and, inside one block, the Linear layers
-that play the roles q, k, v, o (attention) and ffn_in, ffn_out (feed-forward). Known families are looked
-up by ``config.model_type``; others are discovered from module names; both can be overridden.
+A LoRA *location* (a layer's LoRA on a set of projections) holds its rank as equal *slices*, each a candidate of
+its own, so that pruning decides each location's rank, not only whether it is kept; what survives at a location
+merges into one LoRA of the summed rank (``merge_slices``). Two LoRA slices on the same weights are exactly one
+LoRA of their summed rank (same scaling alpha / rank); two chained adapters are not one adapter of the summed width,
+so an adapter stays one candidate.
 """
 
 from __future__ import annotations
@@ -13,63 +15,22 @@ from dataclasses import dataclass
 
 from torch import nn
 
+from prunepeft.method.model_map import (  # noqa: F401  (the map is imported with the space it is used for)
+    ROLES,
+    ModelMap,
+    SpaceError,
+    find_blocks,
+    map_model,
+)
 from prunepeft.method.modules import WRAPPERS, LoraLinear, ParallelAdapter, SerialAdapter
 from prunepeft.method.modules.adapter import ACTIVATIONS
-
-ROLES = ("q", "k", "v", "o", "ffn_in", "ffn_out")
-
-_BERT_LIKE = {
-    "q": ("attention.self.query",),
-    "k": ("attention.self.key",),
-    "v": ("attention.self.value",),
-    "o": ("attention.output.dense",),
-    "ffn_in": ("intermediate.dense",),
-    "ffn_out": ("output.dense",),
-}
-_LLAMA_LIKE = {
-    "q": ("self_attn.q_proj",),
-    "k": ("self_attn.k_proj",),
-    "v": ("self_attn.v_proj",),
-    "o": ("self_attn.o_proj",),
-    "ffn_in": ("mlp.gate_proj", "mlp.up_proj"),
-    "ffn_out": ("mlp.down_proj",),
-}
-ARCHITECTURES: dict[str, dict[str, tuple[str, ...]]] = {
-    "bert": _BERT_LIKE,
-    "roberta": _BERT_LIKE,
-    "xlm-roberta": _BERT_LIKE,
-    "electra": _BERT_LIKE,
-    "deberta-v2": {
-        **_BERT_LIKE,
-        "q": ("attention.self.query_proj",),
-        "k": ("attention.self.key_proj",),
-        "v": ("attention.self.value_proj",),
-    },
-    "llama": _LLAMA_LIKE,
-    "mistral": _LLAMA_LIKE,
-    "qwen2": _LLAMA_LIKE,
-}
-
-# Last name components that usually mean a role, for architectures not in the map.
-_NAME_HINTS = {
-    "q": ("query", "q_proj", "q_lin", "wq", "query_proj", "q"),
-    "k": ("key", "k_proj", "k_lin", "wk", "key_proj", "k"),
-    "v": ("value", "v_proj", "v_lin", "wv", "value_proj", "v"),
-    "o": ("o_proj", "out_lin", "out_proj", "wo", "attention.output.dense", "attn.dense"),
-    "ffn_in": ("intermediate.dense", "up_proj", "gate_proj", "fc1", "lin1", "w1", "w3", "dense_h_to_4h"),
-    "ffn_out": ("output.dense", "down_proj", "fc2", "lin2", "w2", "dense_4h_to_h"),
-}
-
-
-class SpaceError(ValueError):
-    """The model offers no place for the requested candidates."""
 
 
 @dataclass(frozen=True)
 class CandidateSpec:
     """One prunable unit: a module kind on one or more Linear layers of one block."""
 
-    name: str  # e.g. "L3.lora_qv"
+    name: str  # e.g. "L3.lora_qv", or "L3.lora_qkvo.s1" for a slice of the location "L3.lora_qkvo"
     kind: str  # the unit type, e.g. "lora_qv", "serial_ffn" (partitions are made per kind)
     layer: int
     module: str  # "lora" | "serial_adapter" | "parallel_adapter"
@@ -109,88 +70,12 @@ def _is_base_param(name: str) -> bool:
     return name.startswith("base.")
 
 
-@dataclass(frozen=True)
-class ModelMap:
-    """Where the blocks are and which Linear plays which role inside a block."""
-
-    layers_path: str
-    roles: dict[str, tuple[str, ...]]
-    num_layers: int
-    linears: tuple[str, ...] = ()  # every Linear found in a block, for error messages
-
-
-def find_blocks(model: nn.Module, layers_path: str | None = None) -> tuple[str, nn.ModuleList]:
-    """The ModuleList of repeated transformer blocks: given, or the largest list of same-class blocks."""
-    if layers_path:
-        try:
-            blocks = model.get_submodule(layers_path)
-        except AttributeError as err:
-            raise SpaceError(f"--layers-path {layers_path!r} does not name a module of this model") from err
-        if not isinstance(blocks, nn.ModuleList):
-            raise SpaceError(f"--layers-path {layers_path!r} is a {type(blocks).__name__}, not a ModuleList")
-        return layers_path, blocks
-    best = None
-    for name, module in model.named_modules():
-        if not isinstance(module, nn.ModuleList) or len(module) == 0:
-            continue
-        if len({type(m) for m in module}) != 1:
-            continue
-        if not any(isinstance(m, nn.Linear) for m in module[0].modules()):
-            continue
-        if best is None or len(module) > len(best[1]):
-            best = (name, module)
-    if best is None:
-        raise SpaceError(
-            "found no repeated transformer blocks (a ModuleList of identical blocks holding nn.Linear layers) "
-            f"in {type(model).__name__}; projections of other types (such as GPT-2's Conv1D) are not supported. "
-            "If the blocks hold Linear layers, name their list with --layers-path, e.g. 'model.layers'."
-        )
-    return best
-
-
-def _linear_names(block: nn.Module) -> list[str]:
-    return [n for n, m in block.named_modules() if isinstance(m, nn.Linear) and not isinstance(m, WRAPPERS)]
-
-
-def _discover_roles(linears: list[str]) -> dict[str, tuple[str, ...]]:
-    roles: dict[str, tuple[str, ...]] = {}
-    taken: set[str] = set()
-    # Specific patterns first ("attention.output.dense" before "output.dense").
-    for role in ("q", "k", "v", "o", "ffn_in", "ffn_out"):
-        found = []
-        for hint in _NAME_HINTS[role]:
-            for name in linears:
-                if name in taken:
-                    continue
-                if name == hint or name.endswith("." + hint):
-                    found.append(name)
-        if found:
-            roles[role] = tuple(dict.fromkeys(found))
-            taken.update(found)
-    return roles
-
-
-def map_model(
-    model: nn.Module, layers_path: str | None = None, role_overrides: dict[str, tuple[str, ...]] | None = None
-) -> ModelMap:
-    """Find the blocks and the role of each projection; raise SpaceError saying what was found."""
-    path, blocks = find_blocks(model, layers_path)
-    model_type = getattr(getattr(model, "config", None), "model_type", None)
-    linears = _linear_names(blocks[0])
-    roles = dict(ARCHITECTURES.get(model_type) or _discover_roles(linears))
-    roles.update(role_overrides or {})
-    missing = {r: names for r, names in roles.items() if any(n not in linears for n in names)}
-    if missing:
-        raise SpaceError(
-            f"in the blocks at {path!r} these role targets are not Linear layers: {missing}. "
-            f"Linear layers found in a block: {linears}. Set them with --target ROLE=NAME[+NAME]."
-        )
-    return ModelMap(layers_path=path, roles=roles, num_layers=len(blocks), linears=tuple(linears))
-
-
 # Unit types of each search space: (kind, module, roles it wraps). Order = wrapping order on a shared
 # Linear (LoRA innermost, serial adapters outermost).
 SPACES: dict[str, tuple[tuple[str, str, tuple[str, ...]], ...]] = {
+    # LoRA only, so that every result is a stock peft LoRA: one location on the attention projections and one on
+    # the feed-forward projections of each layer
+    "lora": (("lora_qkvo", "lora", ("q", "k", "v", "o")), ("lora_ffn", "lora", ("ffn_in", "ffn_out"))),
     "paper": (("lora_qv", "lora", ("q", "v")), ("serial_ffn", "serial_adapter", ("ffn_out",))),
     "attention": (("lora_qkvo", "lora", ("q", "k", "v", "o")), ("serial_ffn", "serial_adapter", ("ffn_out",))),
     "extended": (
@@ -207,18 +92,20 @@ SPACES: dict[str, tuple[tuple[str, str, tuple[str, ...]], ...]] = {
 }
 
 
-KEEP_SHARE = 0.5  # unit sizes from the budget: every candidate gets an equal share of twice the budget
+KEEP_SHARE = 0.5  # unit sizes from the budget: every location gets an equal share of twice the budget
+LORA_SLICES = 4  # a LoRA location's rank is split into this many slices (a quarter of its share each)
 PAPER_RANK, PAPER_WIDTH = 32, 64  # sizes without a budget to derive them from (the supernet baseline)
 
 
 @dataclass(frozen=True)
 class SpaceSettings:
-    space: str = "attention"
+    space: str = "lora"
     lora_rank: int | None = None  # None: sized from the budget (``unit_sizes``)
     lora_alpha: float | None = None  # None: twice the rank
     lora_dropout: float = 0.0
     bottleneck_size: int | None = None  # adapter width; None: sized from the budget
     adapter_activation: str = "relu"
+    lora_slices: int = LORA_SLICES  # slices per LoRA location (1: whole units, as in the paper)
 
     def __post_init__(self):
         if self.space not in SPACES:
@@ -231,6 +118,8 @@ class SpaceSettings:
             raise SpaceError(f"--adapter-activation {self.adapter_activation!r}: choose from {sorted(ACTIVATIONS)}.")
         if not 0 <= self.lora_dropout < 1:
             raise SpaceError(f"--lora-dropout must be in [0, 1), got {self.lora_dropout}.")
+        if self.lora_slices < 1:
+            raise SpaceError(f"--lora-slices must be at least 1 (1: whole LoRA units), got {self.lora_slices}.")
 
 
 def _usable(model_map: ModelMap, settings: SpaceSettings) -> list[tuple[str, str, tuple[str, ...]]]:
@@ -274,11 +163,20 @@ def _targets(model_map: ModelMap, layer: int, roles: tuple[str, ...]) -> tuple[s
     return tuple(prefix + name for r in roles for name in model_map.roles[r])
 
 
+def slice_ranks(rank: int, slices: int) -> list[int]:
+    """A LoRA location of ``rank`` as slices: ``slices`` equal slices of rank ``rank // slices`` (at least 1), as
+    many as fit in the rank; one slice when the rank is smaller than the number of slices allows."""
+    size = max(1, rank // slices)
+    return [size] * max(1, rank // size)
+
+
 def build_space(
     model_map: ModelMap, settings: SpaceSettings, sizes: dict[str, int] | None = None
 ) -> list[CandidateSpec]:
-    """Every candidate of the search space, in canonical (layer, kind) order; ``sizes`` (kind -> rank or
-    width, from ``unit_sizes``) fills the sizes the settings leave open (else the paper's 32 and 64)."""
+    """Every candidate of the search space, in canonical (layer, kind, slice) order; ``sizes`` (kind -> rank or
+    width of a location, from ``unit_sizes``) fills the sizes the settings leave open (else the paper's 32 and
+    64). A LoRA location becomes ``slice_ranks`` slices named ``L{layer}.{kind}.s{i}`` (one slice keeps the
+    location's name)."""
     specs = []
     usable = _usable(model_map, settings)
     for layer in range(model_map.num_layers):
@@ -286,21 +184,46 @@ def build_space(
             is_lora = module == "lora"
             given = settings.lora_rank if is_lora else settings.bottleneck_size
             size = given or (sizes or {}).get(kind) or (PAPER_RANK if is_lora else PAPER_WIDTH)
-            alpha = 0.0 if not is_lora else 2.0 * size if settings.lora_alpha is None else settings.lora_alpha
-            specs.append(
-                CandidateSpec(
-                    name=f"L{layer}.{kind}",
-                    kind=kind,
-                    layer=layer,
-                    module=module,
-                    targets=_targets(model_map, layer, roles),
-                    size=size,
-                    alpha=alpha,
-                    dropout=settings.lora_dropout if is_lora else 0.0,
-                    activation="" if is_lora else settings.adapter_activation,
+            parts = slice_ranks(size, settings.lora_slices) if is_lora else [size]
+            for i, part in enumerate(parts):
+                scaling = 2.0 if settings.lora_alpha is None else settings.lora_alpha / size
+                specs.append(
+                    CandidateSpec(
+                        name=f"L{layer}.{kind}" + (f".s{i}" if len(parts) > 1 else ""),
+                        kind=kind,
+                        layer=layer,
+                        module=module,
+                        targets=_targets(model_map, layer, roles),
+                        size=part,
+                        alpha=scaling * part if is_lora else 0.0,  # every slice scales as the location does
+                        dropout=settings.lora_dropout if is_lora else 0.0,
+                        activation="" if is_lora else settings.adapter_activation,
+                    )
                 )
-            )
     return specs
+
+
+def location(spec: CandidateSpec) -> str:
+    """The location a candidate belongs to: ``L{layer}.{kind}`` (its own name unless it is a slice)."""
+    return f"L{spec.layer}.{spec.kind}"
+
+
+def merge_slices(specs: list[CandidateSpec]) -> list[CandidateSpec]:
+    """The kept slices of each LoRA location as one LoRA of their summed rank (same scaling, so the same function
+    space), named after the location; other candidates unchanged. Order: first appearance of each location."""
+    merged: dict[str, CandidateSpec] = {}
+    for spec in specs:
+        key = location(spec) if spec.module == "lora" else spec.name
+        if key not in merged:
+            merged[key] = dataclasses.replace(spec, name=key)
+            continue
+        first = merged[key]
+        if (first.targets, first.dropout) != (spec.targets, spec.dropout) or not math.isclose(
+            first.alpha / first.size, spec.alpha / spec.size
+        ):
+            raise SpaceError(f"LoRA slices of {key} differ in targets, dropout or scaling; they cannot be merged.")
+        merged[key] = dataclasses.replace(first, size=first.size + spec.size, alpha=first.alpha + spec.alpha)
+    return list(merged.values())
 
 
 def spec_params(model: nn.Module, spec: CandidateSpec) -> int:

@@ -7,7 +7,7 @@ import os
 from dataclasses import dataclass, field
 
 from prunepeft.common.distributed import is_main_process
-from prunepeft.method.candidates import CandidateSpec
+from prunepeft.method.candidates import CandidateSpec, merge_slices
 
 FORMAT = "prunepeft-recipe"
 VERSION = 1
@@ -33,6 +33,10 @@ class Recipe:
     assignment: dict[str, list[str]] = field(default_factory=dict)  # partition -> criteria
     settings: dict = field(default_factory=dict)  # {"run", "space", "search", "train"}
     label_names: list[str] | None = None  # class names by id (written as id2label / label2id)
+
+    def __post_init__(self):
+        # a recipe holds what is trained: the kept slices of a LoRA location are one LoRA of their summed rank
+        self.candidates = merge_slices(self.candidates)
 
     def base_model(self, override: str | None = None) -> tuple[str, str | None]:
         """The base model to rebuild on, and its GGUF file name when the run loaded one (None with an override)."""
