@@ -23,7 +23,7 @@ from prunepeft.method.modules import LoraLinear
 from prunepeft.method.pruner import BudgetError, Pruner
 from prunepeft.method.trainer_plugin import PrunePEFT
 
-SPACE = SpaceSettings(space="paper", lora_rank=4, lora_alpha=4, bottleneck_size=8)
+SPACE = SpaceSettings(space="paper", lora_rank=4, lora_alpha=4, bottleneck_size=8, lora_slices=1)  # whole units
 
 
 def _bert(layers: int = 4) -> BertForSequenceClassification:
@@ -140,7 +140,7 @@ def test_an_abstaining_criterion_leaves_its_partition_and_the_log_says_so():
     voting = hybrid.voting_criteria(scores, {"P": ["weight", "threshold"], "Q": ["zeros"]}, partition)
     assert voting == {"P": ["weight"], "Q": []}
     theta, _ = hybrid.combined_scores(scores, {"P": ["weight", "threshold"], "Q": ["zeros"]}, partition)
-    assert theta["c"] == 0.5 and theta["a"] > theta["b"]
+    assert theta["a"] > theta["b"]  # c, with no evidence, takes a drawn position (test_hybrid checks its rate)
 
 
 def test_a_partition_whose_criteria_all_abstain_is_scored_by_those_that_do_not():
@@ -168,35 +168,48 @@ def test_the_hybrid_falls_back_when_its_partition_abstains_and_a_single_criterio
     record = _fake_round(hybrid_pruner, monkeypatch, weights)
     assert record["fell_back"] == {"P": ["weight"]} and record["abstained"] == {"P": ["zeros"]}
     assert record["removed"] == ["L3.serial_ffn", "L2.lora_qv"] and not record["tied_at_cut"]
-    alone = _pruner(_bert(), criterion="zeros", k=2)  # `--criterion zeros`: zeros alone, even when it abstains
-    record = _fake_round(alone, monkeypatch, weights)
-    assert record["fell_back"] == {} and set(record["theta"].values()) == {0.5}
+    removed = set()
+    for seed in range(6):  # `--criterion zeros`: zeros alone, even when it abstains: a draw, not weight's order
+        alone = _pruner(_bert(), criterion="zeros", k=2, seed=seed)
+        record = _fake_round(alone, monkeypatch, weights)
+        assert record["fell_back"] == {} and record["abstained"] == {"P": ["zeros"]}
+        removed.add(tuple(record["removed"]))
+    assert len(removed) >= 4
 
 
 # ---------------------------------------------------------------- comparable Θ
 
 
-@pytest.mark.parametrize("correlated", [False, True])
-def test_theta_spread_does_not_depend_on_how_many_criteria_a_partition_has(correlated):
-    """A partition with one criterion and one with five must land on the same scale (mean of ranks does not)."""
-    rng = random.Random(0)
-    ratios = []
-    for _ in range(20):
-        scores = {}
-        for i in range(40):
-            base = rng.random()
-            scores[f"m{i}"] = {c: base if correlated else rng.random() for c in CRITERIA}
-        partition = {m: ("one" if i % 2 else "five") for i, m in enumerate(scores)}
-        assignment = {"one": ["weight"], "five": ["weight", "activation", "gradient", "sensitivity", "zeros"]}
-        theta, _ = hybrid.combined_scores(scores, assignment, partition)
-        spread = {p: _var([t for m, t in theta.items() if partition[m] == p]) for p in assignment}
-        ratios.append(spread["one"] / spread["five"])
-    assert 0.6 < sum(ratios) / len(ratios) < 1.6
+def test_theta_is_the_rank_among_all_survivors_of_the_mean_normal_score_by_hand():
+    """P = {a, b} votes with weight and activation, Q = {x, y} with weight alone; exact values, 4 survivors.
+    Normal scores of ranks 0..3 (prune-first last): z0 < z1 < -z1 < -z0 with z0 = Φ⁻¹(1/8), z1 = Φ⁻¹(3/8)."""
+    raw = {"a": (1.0, 4.0), "b": (2.0, 1.0), "x": (3.0, 3.0), "y": (4.0, 2.0)}  # (weight, activation)
+    scores = {m: {**dict.fromkeys(CRITERIA, 0.0), "weight": w, "activation": act} for m, (w, act) in raw.items()}
+    partition = {"a": "P", "b": "P", "x": "Q", "y": "Q"}
+    theta, _ = hybrid.combined_scores(scores, {"P": ["weight", "activation"], "Q": ["weight"]}, partition)
+    # weight alone (low prunes first): a 1, b 2/3, x 1/3, y 0 among all four survivors
+    assert theta["x"] == pytest.approx(1 / 3) and theta["y"] == 0.0
+    # mean z of (weight, activation): a (-z0 + z0) / 2 = 0, b (-z1 - z0) / 2 > 0 (top), x (z1 + z1) / 2 < 0,
+    # y (z0 - z1) / 2 < z1 (bottom): ranks b 3, a 2, x 1, y 0
+    assert theta["b"] == 1.0 and theta["a"] == pytest.approx(2 / 3)
 
 
-def _var(xs):
-    mean = sum(xs) / len(xs)
-    return sum((x - mean) ** 2 for x in xs) / len(xs)
+def test_the_warmup_counts_each_nomination_in_its_partition(monkeypatch):
+    """The two candidates of partition P have the lowest weight in every turn: weight nominates them each turn,
+    the counts say so, and P gets weight alone (without the counts every partition would get every criterion)."""
+    model = _bert(layers=2)
+    cands = {c.spec.name: c for c in attach_all(model, build_space(map_model(model), SPACE))}
+    partition = {m: "P" if i < 2 else "Q" for i, m in enumerate(sorted(cands))}
+    weights = {m: float(i) for i, m in enumerate(sorted(cands))}
+    scores = {m: {**dict.fromkeys(CRITERIA, 0.0), "weight": weights[m]} for m in cands}
+    monkeypatch.setattr(pruner_module, "evidence", lambda alive, stats: (scores, {}))
+    records = []
+    voter = pruner_module.WarmupVoter(cands, partition, k=2, turns=3, log=records.append, fresh_turns=False)
+    for turn in range(3):
+        assert voter.end_round(turn, {}, None) == (turn == 2)
+    assert all(sorted(r["nominated"]["weight"]) == sorted(cands)[:2] for r in records)
+    assert voter.counts["weight"] == {"P": 6, "Q": 0}
+    assert voter.assignment() == {"P": ["weight"], "Q": list(CRITERIA)}  # nothing was nominated in Q
 
 
 # ---------------------------------------------------------------- what is removed, and ties
@@ -249,7 +262,7 @@ def test_ties_in_removal_are_drawn_by_the_seed_not_by_name(monkeypatch):
     for seed in range(12):
         pruner = _pruner(_bert(), seed=seed, k=1)
         record = _fake_round(pruner, monkeypatch, dict.fromkeys(pruner.alive, 1.0))  # nothing to tell them apart
-        assert record["abstained"] == {"P": ["weight"]} and len(record["tied_at_cut"]) == len(record["theta"])
+        assert record["abstained"] == {"P": ["weight"]}
         firsts.add(record["removed"][0])
     assert len(firsts) >= 4  # spread over the candidates, not always the first name
 
@@ -283,7 +296,9 @@ def test_a_planted_useless_candidate_goes_first_and_a_useful_one_survives(tmp_pa
         log=records.append,
     )  # fmt: skip
     _plant(search_, useless="L2.lora_qv", useful="L0.lora_qv")
-    trainer = _trainer(model, _toy_data(), tmp_path, steps=60, callbacks=[search_.callback(round_steps=5)])
+    # rounds of 32 steps (the default cap): at 8 or 16, the per-step noise of sensitivity hides even a candidate
+    # whose value is exactly zero, once the noise rule corrects for the 28 pairs of 8 candidates
+    trainer = _trainer(model, _toy_data(), tmp_path, steps=320, callbacks=[search_.callback(round_steps=32)])
     trainer.train()
     rounds = [r for r in records if r.get("phase") == "round"]
     assert rounds[0]["removed"] == ["L2.lora_qv"], rounds[0]["theta"]

@@ -10,7 +10,15 @@ Evidence, not artefacts: the count criteria (zeros, threshold) count nothing bel
 candidate's elements (a handful of exact zeros among thousands of trained floats is noise), and the
 statistics criteria carry a standard error from their per-step values (``standard_errors``), and weight one from
 its elements (``weight_error``), so that a difference within noise is not read as a difference
-(``distinguishable``).
+(``beyond_noise``, ``distinguishable``).
+
+The noise rule: of n candidates compared under one criterion, the n(n-1)/2 pairs are one family, and a pair
+differs only when its gap exceeds q times the standard error of the difference, q the two-sided Bonferroni
+quantile at family-wise error ALPHA: q = Φ⁻¹(1 - ALPHA / (2 m)) for m pairs. For the statistics criteria, whose
+standard errors are themselves estimated from the round's per-step values, q is the Student t quantile at the
+Welch-Satterthwaite degrees of freedom of the pair (from the number of optimizer steps); weight's error comes from
+thousands of elements and takes the normal quantile. The count criteria have no sampling noise: any gap past
+their floor is a difference.
 """
 
 from __future__ import annotations
@@ -18,11 +26,17 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
+from scipy import stats as scipy_stats
 
 THRESHOLD = 1e-6  # |w| below this counts as "near zero" for the threshold criterion (as in the paper's code)
 MIN_FRACTION = 0.01  # a count criterion counts nothing below 1% of a candidate's elements
-NOISE_Z = 2.0  # two statistics differ when their gap exceeds two standard errors of the difference
+ALPHA = 0.05  # the chance that a criterion finds any difference among equally useful candidates, per round
+# the fewest optimizer steps a warm-up turn or a round trains: 8 per-step values give a statistic's standard
+# error 7 degrees of freedom (with fewer, the t quantile of the noise rule grows so fast that nothing could be
+# told apart), and a zero-initialised up-projection has had 8 updates to show any use
+MIN_STEPS = 8
 
 CRITERIA = ("weight", "zeros", "threshold", "activation", "gradient", "sensitivity")
 PRUNE_IF_HIGH = {"zeros": True, "threshold": True}
@@ -110,13 +124,51 @@ def evidence_value(criterion: str, value: float) -> float:
     return value
 
 
-def distinguishable(criterion: str, a: float, b: float, error_a: float = 0.0, error_b: float = 0.0) -> bool:
-    """Whether two candidates' values of one criterion differ by more than the criterion can resolve."""
-    a, b = evidence_value(criterion, a), evidence_value(criterion, b)
-    gap = abs(a - b)
-    if criterion in STATISTICS or criterion == "weight":
-        return gap > 0 and gap > NOISE_Z * math.hypot(error_a, error_b)
-    return gap > 0
+def beyond_noise(
+    criterion: str,
+    values: list[float],
+    errors: list[float] | None = None,
+    steps: int | None = None,
+    pairs: int | None = None,
+) -> np.ndarray:
+    """above[i, j]: value i exceeds value j by more than noise, under the noise rule (module docstring) with
+    ``pairs`` comparisons in the family (default: every pair of ``values``). ``steps``: the optimizer steps
+    behind the statistics criteria's standard errors (None: the errors are taken as known)."""
+    n = len(values)
+    v = np.array([evidence_value(criterion, x) for x in values], dtype=float)
+    gap = v[:, None] - v[None, :]
+    if criterion in COUNTS or errors is None:
+        return gap > 0
+    e = np.asarray(errors, dtype=float)
+    var = e[:, None] ** 2 + e[None, :] ** 2
+    level = 1 - ALPHA / (2 * max(pairs if pairs is not None else n * (n - 1) // 2, 1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        if criterion in STATISTICS and steps is not None and steps >= 2:
+            dof = var**2 / ((e[:, None] ** 4 + e[None, :] ** 4) / (steps - 1))  # Welch-Satterthwaite
+            q = scipy_stats.t.ppf(level, np.where(np.isfinite(dof) & (dof > 0), dof, 1.0))
+        else:
+            q = scipy_stats.norm.ppf(level)
+        noise = q * np.sqrt(var)
+    exact = var == 0  # no noise at all: any gap counts
+    return (gap > 0) & (exact | (np.isfinite(var) & (gap > noise)))
+
+
+def distinguishable(
+    criterion: str,
+    a: float,
+    b: float,
+    error_a: float = 0.0,
+    error_b: float = 0.0,
+    pairs: int = 1,
+    steps: int | None = None,
+) -> bool:
+    """Whether two candidates' values of one criterion differ beyond noise, as one of ``pairs`` comparisons."""
+    return bool(beyond_noise(criterion, [a, b], [error_a, error_b], steps, pairs).any())
+
+
+def steps_of(stats: dict[str, UnitStats]) -> int:
+    """The optimizer steps whose gradients a round's statistics hold (summed over processes)."""
+    return max((s.grad_steps for s in stats.values()), default=0)
 
 
 def oriented(criterion: str, value: float) -> float:

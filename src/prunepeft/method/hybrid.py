@@ -5,18 +5,40 @@ How the criteria of a partition are combined (the paper leaves it open), each st
 
 1. each criterion is oriented so that higher = prune first (``criteria.oriented``; a count criterion below
    1% of a candidate's elements counts as 0);
-2. a criterion **abstains** in a partition for a round when it cannot tell any of the partition's survivors
-   from any other survivor (``criteria.distinguishable``: equal values, counts under the floor, or
-   statistics within two standard errors); its vote is then left out there, and the log says so;
-3. over the surviving candidates, each oriented criterion becomes a normal score: its mid-rank r of n gives
+2. **a difference counts only beyond noise** (``criteria.beyond_noise``): under one criterion in one round, the
+   n(n-1)/2 pairs of the n survivors are one family, and a pair differs only when its gap exceeds the
+   Bonferroni quantile Φ⁻¹(1 - α/(2m)) (m pairs, α = ``criteria.ALPHA`` = 0.05; Student t at the pair's
+   Welch degrees of freedom for the statistics, whose errors are estimated from the round's steps) times the
+   standard error of the difference. So among equally useful candidates a criterion finds a difference in at
+   most α of rounds, however many candidates there are (with a fixed 2 standard errors, 12 equal candidates
+   showed one in 70% of warm-up turns). Why Bonferroni: the first question, does this criterion tell anything
+   apart, is the global null of the family, and Holm's procedure rejects something exactly when Bonferroni
+   does (its first step is Bonferroni's test of the smallest p-value); Holm's later steps, which would pass
+   more pairs, need p-values ordered across pairs that share candidates (dependent tests), for a gain only in
+   how finely a criterion that already votes orders its survivors. Bonferroni holds under any dependence;
+3. a criterion **abstains** in a partition for a round when none of the partition's survivors differs from
+   any survivor beyond noise; its vote is then left out there, and the log says so;
+4. **within noise is a tie**, also inside a criterion that votes: a survivor's evidence under a criterion is
+   the number of survivors it exceeds beyond noise minus the number that exceed it (differences within noise
+   count 0 for both). Ranking the raw values instead would let a criterion that votes because one candidate
+   stands out order all the others by their noise; "within noise" is not transitive (a ~ b, b ~ c, a > c), so
+   counting wins orders the survivors without chaining near-equal pairs into one group. With exact values
+   (no standard errors) it orders them exactly as their ranks do;
+5. over the surviving candidates, each criterion's evidence becomes a normal score: its mid-rank r of n gives
    z = Φ⁻¹((r + ½) / n) (ties share their mid-rank);
-4. **Θ(m)** is the normalised rank, among *all* survivors, of m's mean z over the criteria S_i of m's
-   partition that vote (every survivor is scored with S_i for this ranking): Θ is spread uniformly over
-   [0, 1] whether S_i holds one criterion or five, and whether they agree or not, so partitions compare on
-   one scale; a partition whose assigned criteria all abstain is scored by every criterion that does not
-   abstain there (as the warm-up assignment gives every criterion to a partition nothing nominated in), and
-   gets Θ = ½ (no evidence either way) only when every criterion abstains;
-5. eq. 1: p(m) = softmax_m(k_m Θ(m)) over *all* survivors (never per block), with k_m = sigmoid(r_m) and r_m
+6. **Θ(m)** is the normalised rank, among *all* survivors, of m's mean z over the criteria S_i of m's
+   partition that vote (every survivor is scored with S_i for this ranking; the mean is an exact sum,
+   ``math.fsum``, so two candidates holding the same scores in another order get exactly equal Θ, and the
+   seed, not rounding, orders them): Θ is spread uniformly over [0, 1] whether S_i holds one criterion or five,
+   and whether they agree or not, so partitions compare on one scale; a partition whose assigned criteria all
+   abstain is scored by every criterion that does not abstain there (as the warm-up assignment gives every
+   criterion to a partition nothing nominated in);
+7. **a partition with no evidence** (every criterion abstains there) neither shields nor dooms its members:
+   each takes a seeded random position, uniform among the survivors with evidence (their order, ties included,
+   is kept; ``_place_without_evidence``), and Θ is then every survivor's normalised rank. Each such member is
+   thus removed with the same chance as a survivor drawn at random (a fixed Θ = ½ would rank it above every
+   survivor below the median, so it would be removed always or never);
+8. eq. 1: p(m) = softmax_m(k_m Θ(m)) over *all* survivors (never per block), with k_m = sigmoid(r_m) and r_m
    the rank of Θ(m) among survivors scaled to [-1, 1]. p is increasing in Θ, so the top-k by p is the top-k
    by Θ; p is what the log reports.
 
@@ -30,7 +52,9 @@ import random
 from collections.abc import Iterable, Mapping
 from statistics import NormalDist
 
-from prunepeft.method.criteria import CRITERIA, distinguishable, oriented
+import numpy as np
+
+from prunepeft.method.criteria import CRITERIA, PRUNE_IF_HIGH, beyond_noise
 
 Scores = Mapping[str, Mapping[str, float]]  # candidate name -> criterion -> raw value
 Errors = Mapping[str, Mapping[str, float]]  # candidate name -> criterion -> standard error (statistics only)
@@ -84,20 +108,32 @@ def normal_scores(values: Mapping[str, float]) -> dict[str, float]:
     return {m: _NORMAL.inv_cdf((r + 0.5) / n) for m, r in mid_ranks(values).items()}
 
 
-def _error(errors: Errors | None, m: str, criterion: str) -> float:
-    return (errors or {}).get(m, {}).get(criterion, 0.0)
+def _above(criterion: str, scores: Scores, errors: Errors | None, steps: int | None) -> tuple[list[str], np.ndarray]:
+    """(names, above): above[i, j] when candidate i is ahead of j in pruning order beyond noise."""
+    names = sorted(scores)
+    values = [scores[m][criterion] for m in names]
+    errs = None if errors is None else [errors.get(m, {}).get(criterion, 0.0) for m in names]
+    above = beyond_noise(criterion, values, errs, steps)
+    return names, (above if PRUNE_IF_HIGH.get(criterion, False) else above.T)
 
 
-def informative(criterion: str, members: Iterable[str], scores: Scores, errors: Errors | None = None) -> bool:
-    """Whether the criterion tells at least one of ``members`` apart from some other scored candidate."""
-    for a in members:
-        for b in scores:
-            if b != a and distinguishable(
-                criterion, scores[a][criterion], scores[b][criterion], _error(errors, a, criterion),
-                _error(errors, b, criterion),
-            ):  # fmt: skip
-                return True
-    return False
+def evidence_ranks(criterion: str, scores: Scores, errors: Errors | None = None, steps: int | None = None):
+    """Per candidate: how many others it is ahead of in pruning order beyond noise, minus how many are ahead of
+    it (higher = prune first; equal within noise counts for neither)."""
+    names, above = _above(criterion, scores, errors, steps)
+    net = above.sum(axis=1) - above.sum(axis=0)
+    return {m: float(net[i]) for i, m in enumerate(names)}
+
+
+def informative(
+    criterion: str, members: Iterable[str], scores: Scores, errors: Errors | None = None, steps: int | None = None
+) -> bool:
+    """Whether the criterion tells at least one of ``members`` apart from some other scored candidate, beyond
+    noise corrected for every pair of scored candidates."""
+    names, above = _above(criterion, scores, errors, steps)
+    compared = above.any(axis=0) | above.any(axis=1)
+    index = {m: i for i, m in enumerate(names)}
+    return any(compared[index[m]] for m in members)
 
 
 def draw_order(names: Iterable[str], key: Mapping[str, float], rng: random.Random) -> list[str]:
@@ -115,13 +151,19 @@ def tied_at_cut(order: list[str], key: Mapping[str, float], k: int) -> list[str]
 
 
 def nominate(
-    scores: Scores, criterion: str, k: int, errors: Errors | None = None, rng: random.Random | None = None
+    scores: Scores,
+    criterion: str,
+    k: int,
+    errors: Errors | None = None,
+    rng: random.Random | None = None,
+    steps: int | None = None,
 ) -> list[str]:
-    """The k candidates one criterion alone would prune; none if it cannot tell any two candidates apart.
-    Equal values at the cut are decided by ``rng`` (seed 0 if none is given)."""
-    if not informative(criterion, scores, scores, errors):
+    """The k candidates one criterion alone would prune; none if it cannot tell any two candidates apart beyond
+    noise. Candidates within noise of each other are tied, and ties at the cut are decided by ``rng`` (seed 0 if
+    none is given)."""
+    if not informative(criterion, scores, scores, errors, steps):
         return []
-    values = {m: oriented(criterion, s[criterion]) for m, s in scores.items()}
+    values = evidence_ranks(criterion, scores, errors, steps)
     return draw_order(values, values, rng or random.Random(0))[:k]
 
 
@@ -155,6 +197,7 @@ def voting_criteria(
     partition: Mapping[str, str],
     errors: Errors | None = None,
     fallback: Iterable[str] = (),
+    steps: int | None = None,
 ) -> dict[str, list[str]]:
     """Per partition with survivors: its assigned criteria that do not abstain this round; where all of them
     abstain, the ``fallback`` criteria that do not (the hybrid passes every criterion, as the warm-up assignment
@@ -162,12 +205,31 @@ def voting_criteria(
     members: dict[str, list[str]] = {}
     for m in scores:
         members.setdefault(partition[m], []).append(m)
+    compared: dict[str, set[str]] = {}  # criterion -> the survivors it tells apart from some other
+
+    def votes(c: str, ms: list[str]) -> bool:
+        if c not in compared:
+            names, above = _above(c, scores, errors, steps)
+            compared[c] = {m for m, seen in zip(names, above.any(axis=0) | above.any(axis=1), strict=True) if seen}
+        return bool(compared[c] & set(ms))
+
     voting = {}
     for p, ms in sorted(members.items()):
-        voting[p] = [c for c in assignment[p] if informative(c, ms, scores, errors)]
+        voting[p] = [c for c in assignment[p] if votes(c, ms)]
         if not voting[p]:
-            voting[p] = [c for c in fallback if informative(c, ms, scores, errors)]
+            voting[p] = [c for c in fallback if votes(c, ms)]
     return voting
+
+
+def _place_without_evidence(held: dict[str, float], unheld: list[str], rng: random.Random) -> dict[str, float]:
+    """Θ of every survivor when ``unheld`` have no evidence: each of them at a uniformly random position among the
+    m survivors that hold evidence (whose order, ties included, is kept), then Θ = normalised rank of all."""
+    if not unheld:
+        return held
+    m = len(held)
+    keys = {n: (r + 1) / (m + 1) for n, r in mid_ranks(held).items()}  # m + 1 equal gaps between them
+    keys |= {n: rng.random() for n in unheld}  # falls in each gap with chance 1 / (m + 1)
+    return normalised_ranks(keys)
 
 
 def combined_scores(
@@ -176,15 +238,19 @@ def combined_scores(
     partition: Mapping[str, str],
     errors: Errors | None = None,
     voting: Mapping[str, list[str]] | None = None,
+    steps: int | None = None,
+    rng: random.Random | None = None,
 ) -> tuple[dict[str, float], dict[str, float]]:
-    """(Θ, p) per candidate: the partition score and the eq. 1 probability of being pruned."""
-    voting = voting if voting is not None else voting_criteria(scores, assignment, partition, errors)
+    """(Θ, p) per candidate: the partition score and the eq. 1 probability of being pruned. The members of a
+    partition with no voting criterion draw their Θ from ``rng`` (seed 0 if none is given)."""
+    voting = voting if voting is not None else voting_criteria(scores, assignment, partition, errors, steps=steps)
     used = sorted({c for crit in voting.values() for c in crit})
-    z = {c: normal_scores({m: oriented(c, s[c]) for m, s in scores.items()}) for c in used}
+    z = {c: normal_scores(evidence_ranks(c, scores, errors, steps)) for c in used}
     by_set: dict[tuple[str, ...], dict[str, float]] = {}  # criteria set -> Θ of every survivor under it
     for crit in {tuple(crit) for crit in voting.values() if crit}:
-        by_set[crit] = normalised_ranks({m: sum(z[c][m] for c in crit) / len(crit) for m in scores})
-    theta = {m: by_set[tuple(voting[partition[m]])][m] if voting[partition[m]] else 0.5 for m in scores}
+        by_set[crit] = normalised_ranks({m: math.fsum(z[c][m] for c in crit) / len(crit) for m in scores})
+    held = {m: by_set[tuple(voting[partition[m]])][m] for m in scores if voting[partition[m]]}
+    theta = _place_without_evidence(held, sorted(set(scores) - set(held)), rng or random.Random(0))
     order = normalised_ranks(theta)
     k = {m: 1 / (1 + math.exp(-(2 * order[m] - 1))) for m in scores}
     top = max(k[m] * theta[m] for m in scores)

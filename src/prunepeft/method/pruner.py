@@ -20,7 +20,7 @@ from prunepeft.common.config import require
 from prunepeft.method import hybrid
 from prunepeft.method.callback import NonFiniteLossError, StatsRecorder
 from prunepeft.method.candidates import Candidate, detach
-from prunepeft.method.criteria import CRITERIA, UnitStats, evaluate_all, standard_errors, weight_error
+from prunepeft.method.criteria import CRITERIA, UnitStats, evaluate_all, standard_errors, steps_of, weight_error
 
 METHODS = ("hybrid", "random", *CRITERIA)
 
@@ -170,16 +170,18 @@ class WarmupVoter:
         self.recorder = StatsRecorder(candidates)
 
     def end_round(self, step: int, metrics: dict, optimizer) -> bool:
-        scores, errors = evidence(self.candidates, self.recorder.take())
+        stats = self.recorder.take()
+        scores, errors = evidence(self.candidates, stats)
         check_finite(scores, f"warm-up turn {self.turn + 1}")
-        votes = {c: hybrid.nominate(scores, c, self.k, errors, self.rng) for c in CRITERIA}
+        steps = steps_of(stats)
+        votes = {c: hybrid.nominate(scores, c, self.k, errors, self.rng, steps) for c in CRITERIA}
         for c, names in votes.items():
             for name in names:
                 self.counts[c][self.partition[name]] += 1
         self.turn += 1
         abstained = [c for c, names in votes.items() if not names]
         self.log(
-            {"phase": "warmup", "turn": self.turn, "step": step, "scores": scores, "errors": errors,
+            {"phase": "warmup", "turn": self.turn, "step": step, "steps": steps, "scores": scores, "errors": errors,
              "nominated": votes, "abstained": abstained}
         )  # fmt: skip
         finished = self.turn >= self.turns
@@ -256,7 +258,7 @@ class Pruner:
     def done(self) -> bool:
         return self.peft_params <= self.budget_params
 
-    def rank(self, scores, errors) -> tuple[dict[str, float], dict[str, float], dict[str, list[str]]]:
+    def rank(self, scores, errors, steps=None) -> tuple[dict[str, float], dict[str, float], dict[str, list[str]]]:
         """(Θ, p, voting criteria per partition): higher Θ = prune first; p = the eq. 1 probability (Θ
         normalised for random pruning)."""
         if self.criterion == "random":
@@ -264,8 +266,8 @@ class Pruner:
             total = sum(theta.values()) or 1.0
             return theta, {m: t / total for m, t in theta.items()}, {}
         fallback = CRITERIA if self.criterion == "hybrid" else ()
-        voting = hybrid.voting_criteria(scores, self.assignment, self.partition, errors, fallback)
-        theta, prob = hybrid.combined_scores(scores, self.assignment, self.partition, errors, voting)
+        voting = hybrid.voting_criteria(scores, self.assignment, self.partition, errors, fallback, steps)
+        theta, prob = hybrid.combined_scores(scores, self.assignment, self.partition, errors, voting, steps, self.rng)
         return theta, prob, voting
 
     def state(self) -> dict:
@@ -290,9 +292,11 @@ class Pruner:
 
     def end_round(self, step: int, metrics: dict, optimizer) -> bool:
         self.round += 1
-        scores, errors = evidence(self.alive, self.recorder.take())
+        stats = self.recorder.take()
+        scores, errors = evidence(self.alive, stats)
         check_finite(scores, f"round {self.round}")
-        theta, prob, voting = self.rank(scores, errors)
+        steps = steps_of(stats)
+        theta, prob, voting = self.rank(scores, errors, steps)
         params_before = self.peft_params
         order = hybrid.draw_order(theta, theta, self.rng)
         removed = []
@@ -312,6 +316,7 @@ class Pruner:
                 "phase": "round",
                 "round": self.round,
                 "step": step,
+                "steps": steps,
                 "scores": scores,
                 "errors": errors,
                 "theta": theta,

@@ -20,6 +20,7 @@ from prunepeft.method import hybrid
 from prunepeft.method.backbone import count_params
 from prunepeft.method.callback import PrunePEFTCallback
 from prunepeft.method.candidates import SpaceSettings, attach_all, build_space, spec_params, unit_sizes
+from prunepeft.method.criteria import MIN_STEPS
 from prunepeft.method.pruner import (
     BudgetError,
     Pruner,
@@ -101,12 +102,13 @@ def _search_data(task: TaskData, settings: SearchSettings, train: TrainSettings)
 
 def _round_steps(settings: SearchSettings, rows: int, batch_size: int) -> int:
     """Optimizer steps per round: --round-epochs of the search data (``rows``), at most --round-max-steps (0: no
-    cap). A low-fidelity search at fraction f is f of the default search: f of the rows, so f of a round's epoch
-    share, and f of the cap too."""
-    steps = max(1, round(settings.round_epochs * steps_per_epoch(rows, batch_size)))
+    cap), and never fewer than MIN_STEPS (the Trainer loops over small data), so that a round's statistics carry
+    evidence whatever the data size. A low-fidelity search at fraction f is f of the default search: f of the
+    rows, so f of a round's epoch share, and f of the cap too."""
+    steps = max(MIN_STEPS, round(settings.round_epochs * steps_per_epoch(rows, batch_size)))
     if not settings.round_max_steps:
         return steps
-    return min(steps, max(1, round(settings.search_fraction * settings.round_max_steps)))
+    return min(steps, max(MIN_STEPS, round(settings.search_fraction * settings.round_max_steps)))
 
 
 def find_recipe(
@@ -288,7 +290,7 @@ def _warmup(
     not tokenised again); returns the criteria assignment and the wall time."""
     numbered = search_task.train.add_column("__row", list(range(len(search_task.train))))
     warm = search_train.select(stratified_subset(numbered, settings.warmup_fraction, train.seed)["__row"])
-    turn_steps = max(1, math.ceil(steps_per_epoch(len(warm), train.batch_size) / settings.warmup_turns))
+    turn_steps = max(MIN_STEPS, math.ceil(steps_per_epoch(len(warm), train.batch_size) / settings.warmup_turns))
     voter = WarmupVoter(candidates, partition, k, settings.warmup_turns, log, seed=train.seed)
     workdir = os.path.join(os.path.dirname(log.path), "_warmup")
     trainer = make_trainer(
