@@ -9,6 +9,7 @@ import os
 import re
 
 from prunepeft.cli.parser import DEFAULT_OUTPUT, ROLES
+from prunepeft.runs.run_folder import check_output, run_inputs
 
 
 def parse_targets(items: list[str]) -> dict[str, list[str]]:
@@ -90,19 +91,16 @@ def preflight(args) -> None:
                 check_budget(budget.strip())
     for flag, value, ok in (
         ("--epochs", args.epochs, args.epochs > 0),
-        ("--learning-rate", args.learning_rate, args.learning_rate > 0),
+        ("--learning-rate", args.learning_rate, args.learning_rate is None or args.learning_rate > 0),
         ("--batch-size", args.batch_size, args.batch_size >= 1),
         ("--max-length", args.max_length, args.max_length >= 2),
     ):
         if not ok:
             raise ConfigError(f"{flag} must be positive (--max-length at least 2), got {value}.")
     parse_targets(args.target)
-    out = output_dir_of(args)
-    if os.path.isdir(out) and os.listdir(out) and not args.overwrite and os.environ.get("RANK", "0") == "0":
-        raise ConfigError(
-            f"output directory {out!r} already holds a run. Choose another --output-dir, or pass --overwrite to "
-            f"replace it{' (or --resume to continue it)' if args.command == 'search' else ''}."
-        )
+    if os.environ.get("RANK", "0") == "0":  # the main process prepares the folder; the others find it in use
+        keep = run_inputs(args.model, args.task, args.data_dir)
+        check_output(output_dir_of(args), overwrite=args.overwrite, keep=keep, resume=args.command == "search")
     if args.model is not None:
         resolve_model(args.model, args.gguf_file)
     if args.task is None or args.prompt_column or _instruction_file(args.task):

@@ -10,11 +10,13 @@ import argparse
 import dataclasses
 import logging
 import os
+import re
 import signal
 import sys
 
 from prunepeft.cli.checks import output_dir_of, parse_targets, preflight
 from prunepeft.cli.parser import parse
+from prunepeft.cli.summary import print_summary
 
 
 def _fill(cls, args: argparse.Namespace, **computed):
@@ -32,7 +34,10 @@ def _options(args):
 def _train_settings(args):
     from prunepeft.runs.training import TrainSettings
 
-    return _fill(TrainSettings, args, progress=not args.no_progress)
+    train = _fill(TrainSettings, args, progress=not args.no_progress)
+    if train.learning_rate is None and args.command == "train" and args.method != "recipe":
+        return dataclasses.replace(train, learning_rate=TrainSettings.learning_rate)  # baselines: a fixed rate
+    return train
 
 
 def run(args) -> dict | None:
@@ -75,6 +80,9 @@ def run(args) -> dict | None:
 
         if args.overwrite:
             raise ConfigError("--resume continues a run and --overwrite replaces it: give one of them.")
+        from prunepeft.runs.run_folder import resumable_config
+
+        resumable_config(args.resume)  # a folder that cannot be resumed is refused before torch loads
         from prunepeft.runs.search import resume
 
         _progress(args)
@@ -101,6 +109,7 @@ def run(args) -> dict | None:
             from prunepeft.method.recipe import Recipe
 
             recipe = Recipe.load(args.recipe)
+            _from_recipe(args, recipe)
         args.model = args.model or (recipe.model if recipe else "minilm")
         args.task = args.task or (recipe.task if recipe else "rotten_tomatoes")
     preflight(args)
@@ -119,13 +128,14 @@ def run(args) -> dict | None:
             eval_samples=args.search_eval_samples,
         )  # fmt: skip
         _plan(args, search=True, search_fraction=fraction)
+        _adapter_note(args.space)
         results = search(opts, space, settings, train)
     elif args.method != "recipe":
         from prunepeft.method.candidates import SpaceSettings
         from prunepeft.runs.baselines import train_baseline
 
         _plan(args, search=False)
-        targets = [t.strip() for t in args.lora_targets.split(",") if t.strip()]
+        targets = [t.strip() for t in (args.lora_targets or "").split(",") if t.strip()]
         results = train_baseline(
             opts, train, args.method, rank=args.lora_rank or 32,
             alpha=32.0 if args.lora_alpha is None else args.lora_alpha, targets=targets,
@@ -136,8 +146,44 @@ def run(args) -> dict | None:
 
         _plan(args, search=False)
         results = train_recipe(opts, recipe, train)
+        print_summary(results, opts.output_dir, title=f"recipe {args.recipe} retrained")
+        return results
     print_summary(results, opts.output_dir)
     return results
+
+
+# `train --recipe`: the search's settings a retraining keeps unless the command gives them (not
+# --trust-remote-code: running a model's own code is asked for by each command).
+RECIPE_SETTINGS = (
+    "data_dir", "text_column", "text_pair_column", "label_column", "max_train_samples", "layers_path",
+    "prompt_column", "response_column", "answer_column", "gguf_file",
+)  # fmt: skip
+
+
+def _from_recipe(args, recipe) -> None:
+    """The recipe's model, task, data settings and --max-length, where the command line gives none."""
+    run, given = recipe.settings.get("run", {}), getattr(args, "given", set())
+    saved = {name: run.get(name) for name in RECIPE_SETTINGS}
+    saved["target"] = [f"{role}={'+'.join(names)}" for role, names in (run.get("targets") or {}).items()]
+    saved["max_length"] = recipe.settings.get("train", {}).get("max_length")
+    used = []
+    for name, value in saved.items():
+        if name not in given and value not in (None, []) and getattr(args, name) != value:
+            setattr(args, name, value)
+            used.append(f"--{name.replace('_', '-')} {' '.join(value) if name == 'target' else value}")
+    if used:
+        print(f"prunepeft: as in the recipe: {', '.join(used)}", file=sys.stderr)
+
+
+def _adapter_note(space: str) -> None:
+    from prunepeft.method.candidates import SPACES
+
+    if any(module != "lora" for _, module, _ in SPACES[space]):
+        print(
+            f"prunepeft: note: --space {space} has adapters among its candidates; a result that keeps one loads "
+            "with prunepeft.load, not with peft (--space lora keeps to LoRA, which exports to peft).",
+            file=sys.stderr,
+        )
 
 
 def _progress(args) -> None:
@@ -156,44 +202,6 @@ def _plan(args, *, search: bool, **extra) -> None:
     new_plan(**fields)
 
 
-def print_summary(results: dict, output_dir: str) -> None:
-    from prunepeft.common.distributed import is_main_process
-
-    if not is_main_process():
-        return
-    if "budgets" in results:  # several budgets from one search: the curve
-        from prunepeft.runs.search import print_curve
-
-        print_curve(results, output_dir)
-        return
-    metric = results["metric"]
-    params = results["params"]
-    method = results["method"]
-    title = "PrunePEFT search" if method == "prunepeft" else f"{method}"
-    print(f"\n== {title} on {results['task']} ({results['model']})")
-    for layer, kinds in results.get("per_layer", {}).items():
-        print(f"  layer {layer:>2}: {', '.join(kinds) if kinds else '-'}")
-    print(
-        f"  trainable PEFT parameters: {params['peft']:,} ({params['peft_percent_of_base']:.3f}% of the "
-        f"{params['base']:,} base parameters; head {params['head']:,} more)"
-    )
-    val = results["validation"].get(f"eval_{metric}")
-    test = results["test"].get(f"test_{metric}")
-    print(f"  validation {metric}: {val:.4f}   test {metric}: {test:.4f}")
-    per_class = results["test"].get("per_class")
-    if per_class:
-        worst = min(per_class["classes"].items(), key=lambda item: item[1]["f1"])
-        scores = ", ".join(f"{name} {c['f1']:.3f}" for name, c in per_class["classes"].items())
-        print(f"  test F1 per class: {scores} (lowest: {worst[0]})")
-    times = results["time_s"]
-    if "search_s" in times:
-        print(
-            f"  search {times['search_s']:.0f}s, final training {times['final_train_s']:.0f}s "
-            f"(ratio {times['search_to_train_ratio']:.2f})"
-        )
-    print(f"  written to {output_dir}/")
-
-
 # ------------------------------------------------------------------------------- errors and interruptions
 
 # "bad input" errors, as (module, class): shown as one paragraph without a traceback. Checked by name, so that
@@ -201,7 +209,7 @@ def print_summary(results: dict, output_dir: str) -> None:
 USER_ERROR_NAMES = (
     ("prunepeft.data.task", "DataError"), ("prunepeft.method.backbone", "ModelError"),
     ("prunepeft.method.candidates", "SpaceError"), ("prunepeft.method.pruner", "BudgetError"),
-    ("prunepeft.method.recipe", "RecipeError"), ("prunepeft.runs.options", "RunError"),
+    ("prunepeft.method.recipe", "RecipeError"), ("prunepeft.runs.run_folder", "RunError"),
     ("prunepeft.runs.checkpoints", "ResumeError"), ("prunepeft.method.callback", "NonFiniteLossError"),
     ("prunepeft.common.config", "ConfigError"), ("prunepeft.handover.peft_export", "ExportError"),
     ("prunepeft.handover.predict", "PredictError"),
@@ -228,15 +236,34 @@ def _raise_interrupt(signum, frame):
     raise Interrupted(signum)
 
 
-def _interrupted_message(args, signum: int) -> list[str]:
+# The phase a progress unit belongs to (as common.progress names the Trainer's folders), by the unit's first words
+_UNIT_PHASES = (("warm-up turn", "_warmup"), ("round", "_search"), ("final training epoch", "_final"),
+                ("training epoch", "_final"))  # fmt: skip
+_FINISHED = {"_warmup": "the warm-up", "_search": "the search rounds", "_final": "the final training"}
+
+
+def _stopped_when() -> str:
+    """When the run stopped, from the progress record: the unit in progress names its latest finished step
+    ("round 2 of about 5 (step 40)"), and a phase whose Trainer has ended is named as finished."""
     from prunepeft.common.progress import PLAN
 
+    match = re.fullmatch(r"(.+) \(step (\d+)\)", PLAN.where)
+    if not match:
+        return f"during {PLAN.where}"
+    unit, step = match.groups()
+    phase = next((phase for words, phase in _UNIT_PHASES if unit.startswith(words)), None)
+    if phase in PLAN.phases_done:
+        return f"after {_FINISHED[phase]} had finished"
+    return f"after step {step} ({unit})"
+
+
+def _interrupted_message(args, signum: int) -> list[str]:
     name = signal.Signals(signum).name
-    where = PLAN.where
+    where = _stopped_when()
     command = getattr(args, "command", None)
     if command == "search":
         out = args.resume or output_dir_of(args)
-        lines = [f"prunepeft: stopped by {name} during {where}; finished rounds and epochs are kept in {out}/."]
+        lines = [f"prunepeft: stopped by {name} {where}; finished rounds and epochs are kept in {out}/."]
         if os.path.exists(os.path.join(out, "run_config.json")):
             lines.append(f"prunepeft: continue with: prunepeft search --resume {out}")
         else:
@@ -250,7 +277,7 @@ def _interrupted_message(args, signum: int) -> list[str]:
     if command in ("train",):
         out = output_dir_of(args)
         return [
-            f"prunepeft: stopped by {name} during {where}; a training run does not resume.",
+            f"prunepeft: stopped by {name} {where}; a training run does not resume.",
             f"prunepeft: start it again with the same command and --overwrite (it replaces {out}/).",
         ]
     return [f"prunepeft: stopped by {name}."]

@@ -6,6 +6,7 @@ Only argparse and the settings file reader are imported: `--help` and `--version
 from __future__ import annotations
 
 import argparse
+import sys
 
 from prunepeft import __version__
 
@@ -14,7 +15,7 @@ DEFAULT_OUTPUT = "runs/{task}"
 # The choices of some flags. They are written out here so that `--help` needs no torch; tests/test_cli.py checks
 # that they equal the modules' own (method.pruner.METHODS, method.candidates.SPACES and ROLES, runs.baselines.METHODS).
 CRITERIA_CHOICES = ("hybrid", "random", "weight", "zeros", "threshold", "activation", "gradient", "sensitivity")
-SPACE_CHOICES = ("attention", "extended", "paper")
+SPACE_CHOICES = ("lora", "attention", "extended", "paper")
 ROLES = ("q", "k", "v", "o", "ffn_in", "ffn_out")
 BASELINES = ("full", "lora", "dora", "adalora", "adapter", "supernet")
 
@@ -64,6 +65,8 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescript
             return action.help
         if "%(default)" in (action.help or ""):
             return action.help
+        if isinstance(default, float) and default.is_integer():  # "3", not "3.0", for --epochs 3
+            return f"{action.help} (default: {int(default)})"
         return super()._get_help_string(action)
 
 
@@ -83,14 +86,24 @@ def _add_aliases(p: argparse.ArgumentParser, aliases: dict[str, str]) -> None:
             _hidden_alias(p, flag, by_dest[dest])
 
 
-def _common(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("model and data")
-    g.add_argument("--model", default="minilm", help="a model folder, a hub id, or 'minilm' (installed)")
-    g.add_argument(
-        "--task", default="rotten_tomatoes",
-        help="rotten_tomatoes, subjectivity, a GLUE task (sst2, cola, mrpc, qqp, stsb, mnli, qnli, rte), "
-        "a .csv / .tsv / .jsonl file, a folder of train/validation/test files, or a datasets.save_to_disk folder",
-    )  # fmt: skip
+TASK_HELP = (
+    "rotten_tomatoes, subjectivity, a GLUE task (sst2, cola, mrpc, qqp, stsb, mnli, qnli, rte), a .csv / .tsv / "
+    ".jsonl file, a folder of train/validation/test files, or a datasets.save_to_disk folder"
+)
+
+
+def _common(p: argparse.ArgumentParser, recipe: bool = False) -> None:
+    """The flags of search and train; with ``recipe`` (train), the model, task and data settings default to those
+    saved in --recipe."""
+    g = p.add_argument_group(
+        "model and data", "Each defaults to what the --recipe was searched with, unless given here." if recipe else None
+    )
+    if recipe:
+        g.add_argument("--model", help="a model folder, a hub id, or 'minilm' (default: the recipe's, else minilm)")
+        g.add_argument("--task", help=f"{TASK_HELP} (default: the recipe's, else rotten_tomatoes)")
+    else:
+        g.add_argument("--model", default="minilm", help="a model folder, a hub id, or 'minilm' (installed)")
+        g.add_argument("--task", default="rotten_tomatoes", help=TASK_HELP)
     g.add_argument("--data-dir", help="a saved copy of a GLUE task (datasets.save_to_disk), for offline use")
     g.add_argument("--text-column", help="the text column of your file (default: 'text' or 'sentence')")
     g.add_argument("--text-pair-column", help="a second text column, for sentence-pair tasks")
@@ -107,14 +120,15 @@ def _common(p: argparse.ArgumentParser) -> None:
         help=f"name the Linear inside a block for a role ({', '.join(ROLES)}), e.g. q=attn.q_proj",
     )  # fmt: skip
     t = p.add_argument_group("training")
-    t.add_argument("--config", help="a YAML file of settings (flag names as keys); flags given here win")
-    t.add_argument("--output-dir", default=None, help=f"where results go (default: {DEFAULT_OUTPUT})")
-    t.add_argument("--overwrite", action="store_true", help="replace an existing run in --output-dir")
     t.add_argument("--seed", type=int, default=0, help="random seed of training (the data split never changes)")
     t.add_argument("--epochs", type=float, default=3.0, help="epochs of the final training")
     t.add_argument("--learning-rate", type=float, default=1e-3, help="peak learning rate (AdamW)")
     t.add_argument("--batch-size", type=int, default=32, help="examples per training step")
-    t.add_argument("--max-length", type=int, default=128, help="tokens per example; longer texts are cut")
+    t.add_argument(
+        "--max-length", type=int, default=128,
+        help="tokens per example; longer texts are cut"
+        + (" (default: the recipe's, else %(default)s)" if recipe else ""),
+    )  # fmt: skip
     t.add_argument(
         "--warmup", type=float, default=0.06,
         help="learning-rate warm-up: the fraction of the training steps over which the rate rises linearly "
@@ -122,17 +136,31 @@ def _common(p: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     t.add_argument("--weight-decay", type=float, default=0.0, help="AdamW weight decay")
     t.add_argument("--report-to", default="none", help="a logger for the Trainer, e.g. tensorboard or wandb")
-    t.add_argument("--no-progress", action="store_true", help="hide every progress bar (logs keep a line per phase)")
-    t.add_argument("--debug", action="store_true", help="show full tracebacks")
+    o = p.add_argument_group("output, settings file and messages")
+    o.add_argument("--output-dir", default=None, help=f"where results go (default: {DEFAULT_OUTPUT})")
+    o.add_argument(
+        "--overwrite", action="store_true",
+        help="replace an earlier run in --output-dir (only a folder holding nothing but a prunepeft run)",
+    )  # fmt: skip
+    o.add_argument("--config", help="a YAML file of settings (flag names as keys); flags given here win")
+    o.add_argument("--no-progress", action="store_true", help="hide every progress bar (logs keep a line per phase)")
+    o.add_argument("--debug", action="store_true", help="show full tracebacks")
 
 
 def _space_flags(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("search space")
     g.add_argument(
-        "--space", choices=SPACE_CHOICES, default="attention",
-        help="attention (default): per layer, LoRA on the query, key, value and attention output projections and "
-        "an adapter after the feed-forward block; paper: the same with LoRA on query+value only (the paper's "
-        "space); extended: per-projection LoRA units and more adapter places",
+        "--space", choices=SPACE_CHOICES, default="lora",
+        help="lora (default): per layer, LoRA on the attention projections (query, key, value, output) and LoRA "
+        "on the feed-forward projections, so that every result is a stock peft LoRA; attention: the same attention "
+        "LoRA and an adapter after the feed-forward block (a result with an adapter loads with prunepeft.load, not "
+        "peft); paper: LoRA on query+value and the adapter (the paper's space); extended: per-projection LoRA "
+        "units and more adapter places",
+    )  # fmt: skip
+    g.add_argument(
+        "--lora-slices", type=int, default=4,
+        help="each LoRA location's rank is split into this many slices, pruned one at a time, so that the search "
+        "chooses each location's rank; what survives merges into one LoRA of the summed rank (1: whole units)",
     )  # fmt: skip
     g.add_argument(
         "--lora-rank", type=int, default=None,
@@ -216,9 +244,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_aliases(s, {"--warmup-fraction": "warmup_fraction", "--warmup-turns": "warmup_turns", **TRANSFORMERS_ALIASES})
 
     t = command("train", "train a saved recipe, or a baseline such as plain peft LoRA")
-    _common(t)
-    t.add_argument("--recipe", help="recipe.json written by `prunepeft search` (or its folder)")
-    t.set_defaults(model=None, task=None)  # a recipe brings its own model and task
+    _common(t, recipe=True)
+    t.add_argument(
+        "--recipe",
+        help="recipe.json written by `prunepeft search` (or its folder); its model, task, data settings and "
+        "--max-length are used unless given here",
+    )  # fmt: skip
     t.add_argument(
         "--method", choices=["recipe", *BASELINES], default="recipe",
         help="recipe (a found configuration), or a baseline: full fine-tuning, peft's lora / dora / adalora, "
@@ -226,7 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     _space_flags(t)
     t.add_argument(
-        "--lora-targets", default="",
+        "--lora-targets",
         help="comma-separated module names for peft methods (default: the model's q and v projections)",
     )  # fmt: skip
     _add_aliases(t, TRANSFORMERS_ALIASES)
@@ -234,7 +265,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("predict", "label new text with a finished run: label names and probabilities as CSV or JSONL")
     p.add_argument("run_dir", help="the --output-dir of a finished search or train run")
     p.add_argument(
-        "--task", "--input", dest="task", default="-",
+        "--task", "--input", dest="task", default="-", metavar="FILE",
         help="a .csv / .tsv / .jsonl file of texts, or '-' for one text per line on stdin",
     )  # fmt: skip
     p.add_argument("--text-column", help="the text column (default: the run's, else 'text' or 'sentence')")
@@ -270,11 +301,31 @@ def build_parser() -> argparse.ArgumentParser:
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
     """Flags, over the settings of ``--config FILE`` where one is given."""
     parser = build_parser()
+    if not (sys.argv[1:] if argv is None else argv):  # a bare `prunepeft`: the overview, not a usage error
+        parser.print_help()
+        raise SystemExit(0)
     args = parser.parse_args(argv)
+    args.given = _given(argv, args.command)
     if getattr(args, "config", None) and args.command != "bench":
         from prunepeft.common.config import settings_from_yaml
 
-        sub = parser._subparsers._group_actions[0].choices[args.command]
-        sub.set_defaults(**settings_from_yaml(args.config, sub))
+        settings = settings_from_yaml(args.config, _subparser(parser, args.command))
+        _subparser(parser, args.command).set_defaults(**settings)
         args = parser.parse_args(argv)
+        args.given = _given(argv, args.command) | set(settings)
     return args
+
+
+def _subparser(parser: argparse.ArgumentParser, command: str) -> argparse.ArgumentParser:
+    return parser._subparsers._group_actions[0].choices[command]
+
+
+def _given(argv: list[str] | None, command: str) -> set[str]:
+    """The settings given on the command line, as opposed to left at their defaults (`train --recipe` fills
+    those from the recipe)."""
+    parser = build_parser()
+    sub = _subparser(parser, command)
+    for action in sub._actions:
+        action.default = argparse.SUPPRESS
+    sub._defaults.clear()
+    return set(vars(parser.parse_args(argv))) - {"command"}

@@ -14,8 +14,8 @@ import shutil
 
 from prunepeft.common.distributed import is_main_process
 from prunepeft.method.recipe import write_json_atomic
+from prunepeft.runs.run_folder import RUN_CONFIG
 
-RUN_CONFIG = "run_config.json"
 SEARCH_STATE = "search_state.json"
 
 
@@ -50,19 +50,6 @@ def latest_checkpoint(folder: str, need: str | None = None) -> str | None:
 
 def save_run_config(out: str, config: dict) -> None:
     write_json_atomic(os.path.join(out, RUN_CONFIG), config)
-
-
-def load_run_config(out: str) -> dict:
-    path = os.path.join(out, RUN_CONFIG)
-    if not os.path.isdir(out):
-        raise ResumeError(f"--resume {out!r}: no such directory. Give the --output-dir of the run to continue.")
-    config = read_json(path)
-    if config is None:
-        raise ResumeError(
-            f"--resume {out!r}: {RUN_CONFIG} is missing or unreadable, so this is not a prunepeft search "
-            "folder (or it was damaged). Start a new run with --overwrite."
-        )
-    return config
 
 
 def read_state(checkpoint: str) -> dict:

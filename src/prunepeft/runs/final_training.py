@@ -123,7 +123,7 @@ def final_train(
             f"the recipe places candidates under {recipe.layers_path!r}, which model {opts.model!r} does not have; "
             "retrain it on the model it was found for (the recipe's 'model')."
         ) from err
-    attach_all(loaded.model, recipe.candidates)
+    attached = attach_all(loaded.model, recipe.candidates)
     print(trainable_summary(loaded.model))
     timings["final_train_s"], history, test = fit_and_test(
         loaded.model, loaded.tokenizer, task, train, opts.output_dir, resume
@@ -137,7 +137,8 @@ def final_train(
     latency = inference_latency(opts, task, loaded)
     if timings.get("search_s") is not None:
         timings["search_to_train_ratio"] = round(timings["search_s"] / timings["final_train_s"], 4)
-    params = {"peft": recipe.peft_params, "budget": recipe.budget_params, **extra}
+    # counted on the model trained, not read from the recipe (an edited recipe's peft_params can be stale)
+    params = {"peft": sum(c.n_params for c in attached), "budget": recipe.budget_params, **extra}
     results = summarise(opts, task, method, recipe.base_params, recipe.head_params, params, history, test, timings)
     results["per_layer"] = recipe.per_layer()
     results["latency_ms"] = latency

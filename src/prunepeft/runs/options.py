@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import platform
-import shutil
 from dataclasses import dataclass, field
 
 import torch
@@ -18,6 +17,7 @@ from prunepeft.data.load import load_task
 from prunepeft.data.splits import stratified_subset
 from prunepeft.data.task import TaskData
 from prunepeft.method.backbone import LoadedModel, freeze_for_peft, load_model
+from prunepeft.runs.run_folder import RunError, check_output, clear_run, run_inputs  # noqa: F401  (RunError: the jobs raise it)
 
 
 @dataclass
@@ -46,25 +46,14 @@ class RunOptions:
         return map_model(model, self.layers_path, {role: tuple(names) for role, names in self.targets.items()})
 
 
-class RunError(RuntimeError):
-    """A job cannot start as asked."""
-
-
 def prepare_output(opts: RunOptions) -> None:
-    """Refuse to write over an earlier run unless told to."""
-    out = opts.output_dir
+    """Refuse a folder a new run may not use (see ``run_folder.check_output``); clear an earlier run in it when
+    told to (--overwrite); create it."""
     if not is_main_process():  # the main process checks and prepares the folder
         return
-    if os.path.isdir(opts.model) and os.path.realpath(opts.model) == os.path.realpath(out):
-        raise RunError(f"--output-dir {out!r} is the model folder itself; choose another folder for the run.")
-    if os.path.isdir(out) and os.listdir(out):
-        if not opts.overwrite:
-            raise RunError(
-                f"output directory {out!r} already holds a run. Choose another --output-dir, "
-                "or pass --overwrite to replace it."
-            )
-        shutil.rmtree(out)
-    os.makedirs(out, exist_ok=True)
+    if check_output(opts.output_dir, overwrite=opts.overwrite, keep=run_inputs(opts.model, opts.task, opts.data_dir)):
+        clear_run(opts.output_dir)
+    os.makedirs(opts.output_dir, exist_ok=True)
 
 
 def load_data(opts: RunOptions, seed: int) -> TaskData:

@@ -18,6 +18,8 @@ import os
 import sys
 import time
 
+from prunepeft.common.distributed import is_main_process
+from prunepeft.common.progress import PLAN
 from prunepeft.data.task import DataError, TaskData
 from prunepeft.method.backbone import ModelError
 from prunepeft.method.candidates import SpaceError, SpaceSettings
@@ -26,23 +28,17 @@ from prunepeft.method.pruner import (
     SearchSettings,
 )
 from prunepeft.method.recipe import Recipe, write_json_atomic
-from prunepeft.runs.checkpoints import (
-    ResumeError,
-    load_run_config,
-    read_json,
-    remove_tree,
-    save_run_config,
-)
+from prunepeft.runs.checkpoints import read_json, save_run_config
 from prunepeft.runs.final_training import final_train
 from prunepeft.runs.find_recipe import budget_dir, budget_labels, find_recipe, find_recipes, search_settings
 from prunepeft.runs.options import (
-    RunError,
     RunOptions,
     environment,
     load_data,
     peak_memory,
     prepare_output,
 )
+from prunepeft.runs.run_folder import clear_run, resumable_config
 from prunepeft.runs.training import TrainSettings
 
 BUDGETS = "budgets.json"  # a multi-budget search: written once the search has finished
@@ -51,32 +47,34 @@ BUDGETS = "budgets.json"  # a multi-budget search: written once the search has f
 def search(opts: RunOptions, space: SpaceSettings, settings: SearchSettings, train: TrainSettings) -> dict:
     """A new search: refuses an existing run unless ``overwrite``; saves its settings first."""
     budget_labels(settings)  # a malformed list is refused before anything is written
+    existed = os.path.isdir(opts.output_dir)
     prepare_output(opts)
     save_run_config(opts.output_dir, search_settings(opts, space, settings, train))
     try:
         return _run(opts, space, settings, train, resume=False)
     except (DataError, ModelError, SpaceError, BudgetError) as err:
-        _forget_empty_run(opts.output_dir)
+        _forget_empty_run(opts.output_dir, existed)
         raise err
 
 
-def _forget_empty_run(out: str) -> None:
-    """Bad input found before any round: leave no half-made run behind (it would block the corrected one)."""
-    if not any(os.path.exists(os.path.join(out, n)) for n in ("recipe.json", "_search", "results.json", BUDGETS)):
-        remove_tree(out)
+def _forget_empty_run(out: str, existed: bool) -> None:
+    """Bad input found before any round: leave no half-made run behind (it would block the corrected one).
+    Only what the run wrote goes; the folder too if this run made it."""
+    if not is_main_process() or any(
+        os.path.exists(os.path.join(out, n)) for n in ("recipe.json", "_search", "results.json", BUDGETS)
+    ):
+        return
+    clear_run(out)
+    if not existed and not os.listdir(out):
+        os.rmdir(out)
 
 
 def resume(output_dir: str) -> dict:
     """Continue the search saved in ``output_dir`` with its own settings."""
-    config = load_run_config(output_dir)
-    if not {"run", "space", "search", "train"} <= set(config):
-        raise ResumeError(f"{output_dir!r} holds a `prunepeft train` run, not a search; only searches resume.")
+    config = resumable_config(output_dir)
     opts = RunOptions(**{**config["run"], "output_dir": output_dir})
     space, settings = SpaceSettings(**config["space"]), SearchSettings(**config["search"])
     train = TrainSettings(**config["train"])
-    results = os.path.join(output_dir, "results.json")
-    if os.path.exists(results):
-        raise RunError(f"the run in {output_dir!r} has finished (results.json exists); nothing to resume.")
     return _run(opts, space, settings, train, resume=True)
 
 
@@ -118,6 +116,7 @@ def _run_budgets(opts, task, space, settings, train, resume: bool) -> dict:
         results = read_json(os.path.join(sub, "results.json"))
         if results is None and entry["budget"] in chosen:
             sub_opts = dataclasses.replace(opts, output_dir=sub)
+            PLAN.phases_done.discard("_final")  # each budget's final training is a phase of its own
             timings, extra = dict(summary["timings"]), dict(summary["extra"])
             results = final_train(sub_opts, recipe, task, train, timings, extra, resume=resume)
         points.append(_point(entry, recipe, results))
@@ -178,4 +177,4 @@ def print_curve(results: dict, output_dir: str) -> None:
               f"  -> {output_dir}/{p['dir']}/")  # fmt: skip
     ratio = times.get("search_to_train_ratio")
     print(f"  search {times['search_s']:.0f}s" + (f" ({ratio:.2f} of one final training)" if ratio else ""))
-    print(f"  written to {output_dir}/ (results.json: the curve; report.html)")
+    print(f"  written to {output_dir}/ (results.json: the curve)")
