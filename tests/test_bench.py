@@ -116,6 +116,8 @@ def test_a_config_measured_under_former_defaults_writes_them_out():
     assert "--lora-slices" not in g.run("a", "t", 0, None)["args"]  # a LoRA baseline: nothing changed
     tuned = g.run("a", "s", 0, 0.003)["args"]
     assert tuned[tuned.index("--learning-rate") + 1] == "0.003" and tuned.count("--learning-rate") == 1
+    g.methods["s"]["defaults_of"] = "current"  # a method of today's defaults in a config measured before
+    assert "--lora-slices" not in g.run("a", "s", 0, None)["args"]
 
 
 def test_rate_choice_minds_losses_nan_ties_and_stale_runs(tmp_path):

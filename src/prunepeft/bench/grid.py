@@ -6,7 +6,8 @@ Config keys: name, model, tasks, seeds, common (flags for every run), jobs (runs
 out among them), tune_seeds (the seeds on which learning rates are compared; default: all seeds), output,
 headline (a method compared seed by seed with every other in the table), defaults_of (a prunepeft version: every
 run is written with that version's defaults where they have changed since, ``FORMER_DEFAULTS``, so that a config
-measured under former defaults keeps meaning what it measured), and
+measured under former defaults keeps meaning what it measured; a method's own defaults_of overrides it, and
+``current`` means today's defaults), and
 methods: a mapping method name -> {command: search|train, flags: {...}, learning_rates: [...] (optionally
 with variants: {NAME: {flags}, ...}), or learning_rate_from: METHOD, curve: NAME, tasks: [...] (a method
 that runs on some of the config's tasks only) and seeds: [...] (a method at a fixed rate that runs on some of the
@@ -40,7 +41,9 @@ KEYS = {
     "name", "model", "tasks", "seeds", "common", "methods", "output", "jobs", "tune_seeds", "headline", "defaults_of"
 }  # fmt: skip
 LOWER_IS_BETTER = {"loss", "mse"}
-METHOD_KEYS = {"command", "flags", "learning_rates", "learning_rate_from", "variants", "curve", "tasks", "seeds"}
+METHOD_KEYS = {
+    "command", "flags", "learning_rates", "learning_rate_from", "variants", "curve", "tasks", "seeds", "defaults_of"
+}  # fmt: skip
 
 
 def _flags(mapping: dict) -> list[str]:
@@ -107,8 +110,9 @@ class Grid:
         folder = os.path.join(self.root, label, method, leaf)
         args = [spec.get("command", "train"), "--model", self.config.get("model", "minilm"), "--task", task,
                 "--output-dir", folder, "--overwrite", "--no-progress", *_flags(flags)]  # fmt: skip
-        if "defaults_of" in self.config:
-            args = with_former_defaults(args, str(self.config["defaults_of"]))
+        made_by = str(spec.get("defaults_of", self.config.get("defaults_of", "current")))
+        if made_by != "current":
+            args = with_former_defaults(args, made_by)
         copy = os.path.join(self.results_dir, "runs", f"{label}__{method}__{leaf}.json")
         return {"task": label, "method": method, "lr": lr, "variant": variant, "seed": seed, "dir": folder,
                 "args": args, "copy": copy}  # fmt: skip
