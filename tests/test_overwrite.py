@@ -235,8 +235,9 @@ def test_the_summary_ends_with_the_next_commands(tmp_path, capsys, modules, expe
 def test_a_peft_lora_baseline_is_offered_for_export(tmp_path, capsys):
     from prunepeft.cli.summary import print_summary
 
-    print_summary(_results("lora"), str(tmp_path))
-    assert f"prunepeft export {tmp_path}" in capsys.readouterr().out
+    for method in ("lora", "adalora"):
+        print_summary(_results(method), str(tmp_path))
+        assert f"prunepeft export {tmp_path}" in capsys.readouterr().out
     print_summary(_results("full"), str(tmp_path))
     assert "prunepeft export" not in capsys.readouterr().out
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 
+from prunepeft.runs.run_folder import PEFT_BASELINES
+
 
 def print_summary(results: dict, output_dir: str, title: str | None = None) -> None:
     from prunepeft.common.distributed import is_main_process
@@ -61,8 +63,8 @@ def _print_next_steps(results: dict, output_dir: str) -> None:
     if run is not None:
         lines.append(f"  label new text:  prunepeft predict {run} --task new.csv --output labelled.csv")
         modules = _kept_modules(run)
-        if results.get("method") == "lora" or (modules and modules <= {"lora"}):
-            lines.append(f"  as a peft LoRA:  prunepeft export {run}   (LoRA only: peft loads it)")
+        if results.get("method") in PEFT_BASELINES or (modules and modules <= {"lora"}):
+            lines.append(f"  as a peft LoRA:  prunepeft export {run}   (a folder peft loads without prunepeft)")
         elif modules:
             lines.append(
                 f"  in Python:       prunepeft.load(None, {run!r})   (it keeps an adapter, which peft cannot load)"
