@@ -26,8 +26,8 @@ def test_baseline_runs_and_reports(tiny_bert_dir, csv_task, tmp_path, method):  
         "full": params["base"] + params["head"],
         "lora": 4 * 4 * 32 * 4,  # 4 layers x (q, v) x (A + B) = 4 x 2 x 2 x (4 x 32)
         "adapter": 4 * (32 * 8 + 8 + 8 * 32 + 32),
-        # the default space: 4 layers x (q, k, v, o) x (A + B), and the adapters
-        "supernet": 4 * 4 * (2 * 4 * 32) + 4 * (32 * 8 + 8 + 8 * 32 + 32),
+        # the default (LoRA-only) space: 4 layers x ((q, k, v, o) x (A + B), and ffn_in 32->64, ffn_out 64->32)
+        "supernet": 4 * (4 * (2 * 4 * 32) + 2 * 4 * (32 + 64)),
     }
     if method in expected:
         assert params["peft"] == expected[method]

@@ -1,4 +1,5 @@
-"""The task's metric as ``compute_metrics`` for transformers' Trainer."""
+"""The task's metric as ``compute_metrics`` for transformers' Trainer, and the check for classes a model never
+predicts."""
 
 from __future__ import annotations
 
@@ -66,3 +67,22 @@ def metric_fn(task: TaskData) -> Callable[[transformers.EvalPrediction], dict[st
         return out
 
     return classification
+
+
+def never_predicted(preds, labels, names: list[str], split: str) -> str | None:
+    """One warning line when the model never predicts a class that the split holds (training collapsed onto
+    fewer classes), else None. ``preds`` and ``labels`` are class ids; ``names`` the class names by id."""
+    preds = np.asarray(preds).reshape(-1)
+    held, predicted = set(np.asarray(labels).reshape(-1).tolist()), sorted(set(preds.tolist()))
+    missing = [i for i in range(len(names)) if i in held and i not in predicted]
+    if not missing:
+        return None
+    classes = ("class " if len(missing) == 1 else "classes ") + ", ".join(repr(names[i]) for i in missing)
+    if len(predicted) == 1:
+        what = f"all {len(preds)} rows are predicted {names[predicted[0]]!r}"
+    else:
+        what = f"it predicts only {', '.join(repr(names[i]) for i in predicted)} on its {len(preds)} rows"
+    return (
+        f"prunepeft: warning: the model never predicts {classes} on the {split} split ({what}): training may have "
+        "collapsed; try more --epochs, another --learning-rate, or more data"
+    )

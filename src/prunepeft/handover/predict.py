@@ -18,24 +18,18 @@ import sys
 import numpy as np
 import pandas as pd
 
+from prunepeft.handover.load import read_json
+
 
 class PredictError(ValueError):
     """The run or the input cannot be used for predictions."""
 
 
-def _read_json(path: str) -> dict:
-    try:
-        with open(path, encoding="utf-8") as fh:
-            return json.load(fh)
-    except (OSError, ValueError):
-        return {}
-
-
 def run_settings(run_dir: str) -> dict:
     """The run's own settings (run_config.json; the recipe's for older runs)."""
-    config = _read_json(os.path.join(run_dir, "run_config.json"))
+    config = read_json(os.path.join(run_dir, "run_config.json"))
     if not config:
-        config = _read_json(os.path.join(run_dir, "recipe.json")).get("settings", {})
+        config = read_json(os.path.join(run_dir, "recipe.json")).get("settings", {})
     return config
 
 
@@ -89,44 +83,19 @@ def check_run(run_dir: str) -> None:
 
 def load_run(run_dir: str, base_model: str | None = None):
     """(model, tokenizer, label names or None, number of labels) of a finished run."""
-    from transformers import AutoTokenizer
-
     from prunepeft.common.progress import progress_shown
-    from prunepeft.method.backbone import quiet_loading, resolve_model
+    from prunepeft.handover.load import load_tokenizer, load_trained
 
-    settings = run_settings(run_dir)
-    run = settings.get("run", {})
-    results = _read_json(os.path.join(run_dir, "results.json"))
+    run = run_settings(run_dir).get("run", {})
     if os.path.isfile(os.path.join(run_dir, "recipe.json")):
-        from prunepeft.handover.load import load
         from prunepeft.method.recipe import Recipe
 
-        recipe = Recipe.load(run_dir)
-        if recipe.num_labels == 0:
+        if Recipe.load(run_dir).num_labels == 0:
             raise PredictError("this run tuned a language model on instructions; predict labels classification runs.")
-        model = load(base_model, run_dir, trust_remote_code=run.get("trust_remote_code", False),
-                     progress=progress_shown())  # fmt: skip
-        path, gguf_file = recipe.base_model(base_model)
-    elif os.path.isfile(os.path.join(run_dir, "adapter_config.json")) or os.path.isfile(
-        os.path.join(run_dir, "config.json")
-    ):
-        path, gguf_file = base_model or run.get("model", "minilm"), None if base_model else run.get("gguf_file")
-        with quiet_loading(progress_shown()):
-            if os.path.isfile(os.path.join(run_dir, "adapter_config.json")):
-                from peft import AutoPeftModelForSequenceClassification
-
-                model = AutoPeftModelForSequenceClassification.from_pretrained(run_dir)
-            else:
-                from transformers import AutoModelForSequenceClassification
-
-                model = AutoModelForSequenceClassification.from_pretrained(run_dir)
-    else:
-        check_run(run_dir)
-    extra = {"gguf_file": gguf_file} if gguf_file else {}
-    tokenizer = AutoTokenizer.from_pretrained(resolve_model(path, gguf_file), **extra)
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    id2label = results.get("id2label")
+    remote = run.get("trust_remote_code", False)
+    model = load_trained(base_model, run_dir, trust_remote_code=remote, progress=progress_shown())
+    tokenizer = load_tokenizer(base_model, run_dir, trust_remote_code=remote)
+    id2label = read_json(os.path.join(run_dir, "results.json")).get("id2label")
     names = [id2label[k] for k in sorted(id2label, key=int)] if id2label else None
     num_labels = model.config.num_labels
     if names is None and num_labels > 1:

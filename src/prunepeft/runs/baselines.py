@@ -4,17 +4,20 @@ serial adapter on every layer) and ``supernet`` (every candidate, no pruning).""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 
 from transformers import TrainerCallback, set_seed
 
 from prunepeft.common.distributed import is_main_process
-from prunepeft.method.backbone import count_params, load_model
+from prunepeft.common.progress import progress_shown
+from prunepeft.handover.load import peft_without_deprecation
+from prunepeft.method.backbone import count_params, load_model, quiet_loading
 from prunepeft.method.candidates import SpaceSettings, attach_all, build_space
 from prunepeft.method.recipe import Recipe, write_json_atomic
 from prunepeft.runs.checkpoints import save_run_config
-from prunepeft.runs.final_training import cleanup, final_train, fit_and_test, summarise
+from prunepeft.runs.final_training import cleanup, final_train, fit_and_test, summarise, trainable_line
 from prunepeft.runs.options import RunError, RunOptions, build_model, load_data, prepare_output
 from prunepeft.runs.training import TrainSettings, steps_per_epoch
 
@@ -43,9 +46,10 @@ def train_baseline(
     if method in OUR_METHODS:
         return _train_ours(opts, train, method, space)
     prepare_output(opts)
-    save_run_config(opts.output_dir, {"method": method, "run": opts.__dict__, "train": train.__dict__,
-                                      "lora": {"rank": rank, "alpha": alpha, "targets": targets}})  # fmt: skip
     task = load_data(opts, train.seed)
+    save_run_config(opts.output_dir, {"method": method, "run": opts.__dict__, "train": train.__dict__,
+                                      "lora": {"rank": rank, "alpha": alpha, "targets": targets},
+                                      "num_labels": task.num_labels})  # fmt: skip
     set_seed(train.seed)
     loaded = load_model(opts.model, task.num_labels, trust_remote_code=opts.trust_remote_code, gguf_file=opts.gguf_file,
                         label_names=task.label_names)  # fmt: skip
@@ -62,12 +66,14 @@ def train_baseline(
             targets = [*roles["q"], *roles["v"]]
         model, callbacks, params = _peft_model(loaded, method, task, train, rank, alpha, targets)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    peft = trainable - (0 if method == "full" else head)
+    print(trainable_line(peft, base, head))
     wall, history, test = fit_and_test(model, loaded.tokenizer, task, train, opts.output_dir, callbacks=callbacks)
     if method == "adalora":
         params.update(_adalora_allocation(model, callbacks[0]))
     if is_main_process():
-        model.save_pretrained(opts.output_dir)  # safetensors
-    peft = trainable - (0 if method == "full" else head)
+        with quiet_loading(progress_shown()):  # no "Writing model shards" bar under --no-progress
+            model.save_pretrained(opts.output_dir)  # safetensors
     results = summarise(
         opts, task, method, base, head, {"peft": peft, **params}, history, test, {"final_train_s": wall}
     )
@@ -88,8 +94,8 @@ def _peft_model(loaded, method, task, train, rank, alpha, targets):
                                tinit=int(0.1 * total), tfinal=int(0.2 * total), deltaT=10, **common)  # fmt: skip
     else:
         config = LoraConfig(r=rank, use_dora=method == "dora", **common)
-    model = get_peft_model(loaded.model, config)
-    model.print_trainable_parameters()
+    with peft_without_deprecation():
+        model = get_peft_model(loaded.model, config)
     callbacks = [AdaLoraAllocation(model)] if method == "adalora" else []
     return model, callbacks, {"lora_rank": rank, "lora_targets": targets}
 
@@ -107,9 +113,12 @@ def _train_ours(opts: RunOptions, train: TrainSettings, method: str, space: Spac
     loaded = build_model(opts, task, train.seed)  # only to map the model and count the candidates
     base, head = count_params(loaded.model, loaded.head_names)
     model_map = opts.model_map(loaded.model)
-    specs = build_space(model_map, space)
-    if method == "adapter":
-        specs = [s for s in specs if s.kind == "serial_ffn"]
+    if method == "adapter":  # the serial adapters of the mixed space, whatever space the search defaults to
+        specs = [
+            s for s in build_space(model_map, dataclasses.replace(space, space="attention")) if s.kind == "serial_ffn"
+        ]
+    else:
+        specs = build_space(model_map, space)
     n_params = sum(c.n_params for c in attach_all(loaded.model, specs))
     recipe = Recipe(
         model=opts.model, task=opts.task, num_labels=task.num_labels, layers_path=model_map.layers_path,

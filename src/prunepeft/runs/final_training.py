@@ -12,11 +12,13 @@ import time
 
 from transformers import TrainerCallback
 
+from prunepeft.common.distributed import is_main_process
 from prunepeft.common.progress import PLAN, progress_shown
+from prunepeft.data.metrics import never_predicted
 from prunepeft.data.task import TaskData
 from prunepeft.data.tokenizing import tokenize_task
 from prunepeft.handover.load import save_weights
-from prunepeft.method.backbone import LoadedModel, label_maps, load_model, trainable_summary
+from prunepeft.method.backbone import LoadedModel, count_params, label_maps, load_model
 from prunepeft.method.candidates import attach_all
 from prunepeft.method.recipe import Recipe, write_json_atomic
 from prunepeft.runs.checkpoints import latest_checkpoint, read_json, remove_tree, save_run_config, verify_checkpoint
@@ -29,6 +31,7 @@ from prunepeft.runs.options import (
     peak_memory,
     prepare_output,
 )
+from prunepeft.runs.rate_choice import recipe_rate
 from prunepeft.runs.training import TrainSettings, make_trainer, timed_train
 
 
@@ -60,7 +63,31 @@ def fit_and_test(
         output = trainer.predict(tokenized["test"], metric_key_prefix="test")
         test = dict(output.metrics)
         test["per_class"] = per_class(output.predictions, output.label_ids, task)
+        validation = trainer.predict(tokenized["validation"], metric_key_prefix="eval")
+        test["warnings"] = collapse_warnings(task, {"validation": validation, "test": output})
     return wall, history, test
+
+
+def collapse_warnings(task: TaskData, outputs: dict) -> list[str]:
+    """Split -> Trainer prediction output: one warning line (printed on stderr) per split on which the model
+    never predicts a class that the split holds."""
+    names = [str(n) for n in (task.label_names or range(task.num_labels))]
+    lines = []
+    for split, output in outputs.items():
+        line = never_predicted(class_ids(output.predictions), output.label_ids, names, split)
+        if line:
+            lines.append(line)
+            if is_main_process():
+                print(line, file=sys.stderr)
+    return lines
+
+
+def class_ids(logits):
+    """The predicted class of each row, from the Trainer's predictions (logits, or logits and extra outputs)."""
+    import numpy as np
+
+    logits = logits[0] if isinstance(logits, tuple) else logits
+    return np.asarray(logits).argmax(-1).reshape(-1)
 
 
 def per_class(logits, label_ids, task: TaskData) -> dict:
@@ -69,8 +96,7 @@ def per_class(logits, label_ids, task: TaskData) -> dict:
     import numpy as np
     from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
-    logits = logits[0] if isinstance(logits, tuple) else logits
-    preds = np.asarray(logits).argmax(-1).reshape(-1)
+    preds = class_ids(logits)
     labels = np.asarray(label_ids).reshape(-1)
     ids = list(range(task.num_labels))
     names = [str(n) for n in (task.label_names or ids)]
@@ -123,8 +149,10 @@ def final_train(
             f"the recipe places candidates under {recipe.layers_path!r}, which model {opts.model!r} does not have; "
             "retrain it on the model it was found for (the recipe's 'model')."
         ) from err
+    base, head = count_params(loaded.model, loaded.head_names)  # before the candidates are attached
     attached = attach_all(loaded.model, recipe.candidates)
-    print(trainable_summary(loaded.model))
+    peft = sum(c.n_params for c in attached)
+    print(trainable_line(peft, base, head))
     timings["final_train_s"], history, test = fit_and_test(
         loaded.model, loaded.tokenizer, task, train, opts.output_dir, resume
     )
@@ -135,14 +163,17 @@ def final_train(
         test["test_exact_match"] = exact_match(loaded.model, loaded.tokenizer, task)
     save_weights(loaded.model, opts.output_dir)
     latency = inference_latency(opts, task, loaded)
-    if timings.get("search_s") is not None:
-        timings["search_to_train_ratio"] = round(timings["search_s"] / timings["final_train_s"], 4)
+    if timings.get("search_s") is not None:  # the learning-rate probes count as search
+        search_s = timings["search_s"] + timings.get("rate_choice_s", 0.0)
+        timings["search_to_train_ratio"] = round(search_s / timings["final_train_s"], 4)
     # counted on the model trained, not read from the recipe (an edited recipe's peft_params can be stale)
-    params = {"peft": sum(c.n_params for c in attached), "budget": recipe.budget_params, **extra}
-    results = summarise(opts, task, method, recipe.base_params, recipe.head_params, params, history, test, timings)
+    params = {"peft": peft, "budget": recipe.budget_params, **extra}
+    results = summarise(opts, task, method, base, head, params, history, test, timings)
     results["per_layer"] = recipe.per_layer()
     results["latency_ms"] = latency
     results["resumed"] = resume
+    if "learning_rate" in recipe.settings:  # how the rate was set, with the probes' evidence (runs.rate_choice)
+        results["learning_rate"] = recipe.settings["learning_rate"]
     write_json_atomic(os.path.join(opts.output_dir, "results.json"), results)
     cleanup(opts.output_dir)
     from prunepeft.handover.report import write_report
@@ -183,10 +214,28 @@ def cleanup(out: str) -> None:
         remove_tree(os.path.join(out, name))
 
 
+def trainable_share(peft: int, base: int) -> float:
+    """The one trainable share of every run, printed before training, in the summary and in results.json:
+    PEFT parameters (the kept candidates, or peft's LoRA modules; the task head excluded) as a percentage of
+    the base model's parameters (the head excluded): the measure the budget is given in. peft's own
+    ``print_trainable_parameters`` (head included, over all parameters with the adapters) is not printed."""
+    return round(100 * peft / base, 4)
+
+
+def trainable_line(peft: int, base: int, head: int) -> str:
+    """The trainable share as the summary prints it."""
+    return (
+        f"trainable PEFT parameters: {peft:,} ({trainable_share(peft, base):.3f}% of the {base:,} base "
+        f"parameters; head {head:,} more)"
+    )
+
+
 def summarise(
     opts: RunOptions, task: TaskData, method: str, base: int, head: int, params: dict, history, test, timings
 ) -> dict:
     """The content of results.json (the same shape for every method)."""
+    warnings = test.get("warnings", [])
+    test = {k: v for k, v in test.items() if k != "warnings"}
     return {
         "method": method,
         "task": opts.task,
@@ -196,11 +245,12 @@ def summarise(
         "validation": history[-1] if history else {},
         "validation_history": history,
         "test": test,
+        "warnings": warnings,  # e.g. a class the model never predicts
         "params": {
             "base": base,
             "head": head,
             **params,
-            "peft_percent_of_base": round(100 * params["peft"] / base, 4),
+            "peft_percent_of_base": trainable_share(params["peft"], base),
         },
         "time_s": {k: round(v, 3) for k, v in timings.items()},
         "memory_mib": peak_memory(),
@@ -222,7 +272,10 @@ def train_recipe(opts: RunOptions, recipe: Recipe, train: TrainSettings) -> dict
             f"the recipe was found for {recipe.num_labels} labels but task {opts.task!r} has "
             f"{task.num_labels}; retrain it on a task with the same labels."
         )
+    same_inputs = (recipe.model, recipe.task) == (opts.model, opts.task)
     recipe = dataclasses.replace(recipe, model=opts.model, task=opts.task)  # what this run really trains on
     recipe.save(os.path.join(opts.output_dir, "recipe.json"))
-    results = final_train(opts, recipe, task, train, {}, {})
+    timings: dict = {}
+    recipe, train = recipe_rate(opts, recipe, task, train, timings, same_inputs)
+    results = final_train(opts, recipe, task, train, timings, {})
     return results
