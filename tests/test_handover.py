@@ -209,3 +209,10 @@ def test_exported_folder_names_the_base_model_portably(tmp_path):
     export_peft(str(tmp_path), str(tmp_path / "peft"))
     config = json.loads((tmp_path / "peft" / "adapter_config.json").read_text())
     assert config["base_model_name_or_path"] == "sentence-transformers/all-MiniLM-L6-v2"
+
+
+def test_predict_labels_text_with_a_lora_baseline(lora_run, tmp_path):
+    run, _ = lora_run
+    (tmp_path / "new.csv").write_text("text\nfine good film\ndull bad\n")
+    assert main(["predict", str(run), "--task", str(tmp_path / "new.csv"), "--output", str(tmp_path / "out.csv")]) == 0
+    assert set((tmp_path / "out.csv").read_text().splitlines()[0].split(",")) >= {"label", "p_bad", "p_good"}
