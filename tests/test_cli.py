@@ -168,3 +168,31 @@ def test_makefile_installs_the_no_deps_packages_last_and_says_what_it_installs()
     assert no_deps == [len(installs) - 1] and "--no-deps" in installs[-1], installs
     assert not any("--quiet" in line for line in installs[1:]), installs  # pip shows its progress
     assert recipe.count("@echo") >= 3
+
+
+def test_help_text_reads_cleanly():
+    parser = build_parser()
+    commands = parser._subparsers._group_actions[0].choices
+    train = " ".join(commands["train"].format_help().split())  # unwrapped
+    assert "(default: )" not in train and "(default: the model's q and v projections)" in train
+    assert "(default: the recipe's, else minilm)" in train and "(default: the recipe's, else rotten_tomatoes)" in train
+    search = commands["search"].format_help()
+    assert "(default: 3)" in search and "3.0" not in search
+    training = search.split("\ntraining:", 1)[1].split("\n\n", 1)[0]
+    assert "--epochs" in training and not any(f in training for f in ("--output-dir", "--overwrite", "--config"))
+    assert "--task FILE, --input FILE" in commands["predict"].format_help()
+
+
+def test_bare_prunepeft_prints_the_help():
+    done, heavy, _ = _light()
+    assert done.returncode == 0 and "usage: prunepeft" in done.stdout and "search" in done.stdout
+    assert "required" not in done.stderr and heavy == ""
+
+
+def test_resume_of_a_folder_that_cannot_be_resumed_answers_before_torch(tmp_path):
+    (tmp_path / "junk").mkdir()
+    (tmp_path / "junk" / "run_config.json").write_text("{ truncated")
+    for folder, expected in ((tmp_path / "nope", "no such directory"), (tmp_path / "junk", "unreadable")):
+        done, heavy, _ = _light("search", "--resume", str(folder))
+        assert done.returncode == 2 and expected in done.stderr, done.stderr
+        assert heavy == "", heavy
