@@ -2,6 +2,7 @@
 
 import json
 import random
+import re
 
 import pytest
 import torch
@@ -12,9 +13,10 @@ from prunepeft.cli.main import main
 from prunepeft.data.load import load_task
 from prunepeft.data.tokenizing import tokenize_task
 from prunepeft.handover.load import WEIGHTS, save_weights
+from prunepeft.method import hybrid
 from prunepeft.method.backbone import freeze_for_peft, load_model
 from prunepeft.method.candidates import SpaceSettings, attach_all, build_space, map_model
-from prunepeft.method.criteria import CRITERIA
+from prunepeft.method.criteria import CRITERIA, MIN_STEPS
 from prunepeft.method.pruner import BudgetError, parse_budget
 from prunepeft.method.recipe import Recipe
 
@@ -46,6 +48,11 @@ def _search(model_dir, task, out, *extra):
     return json.loads((out / "results.json").read_text())
 
 
+def _location(name: str) -> str:
+    """The location of a LoRA slice ("L0.lora_qkvo.s1" -> "L0.lora_qkvo"); other names are their own."""
+    return re.sub(r"\.s\d+$", "", name)
+
+
 def _log(out):
     return [json.loads(line) for line in (out / "search_log.jsonl").read_text().splitlines()]
 
@@ -57,6 +64,19 @@ def test_search_on_tiny_bert_end_to_end(tiny_bert_dir, csv_task, tmp_path):
     start, *rest = _log(out)
     assert start["phase"] == "start" and start["budget_params"] == 2000
     assert [r["phase"] for r in rest[:4]] == ["warmup"] * 3 + ["assignment"]
+    # the assignment counts every warm-up nomination in its partition (and assigns from those counts)
+    warm, assigned = rest[:3], rest[3]
+    counts = {c: dict.fromkeys(set(start["partition"].values()), 0) for c in CRITERIA}
+    for record in warm:
+        for c, names in record["nominated"].items():
+            for name in names:
+                counts[c][start["partition"][name]] += 1
+    assert assigned["counts"] == counts
+    sizes = {p: list(start["partition"].values()).count(p) for p in set(start["partition"].values())}
+    assert assigned["assignment"] == hybrid.assign_criteria(counts, sizes)
+    # at least MIN_STEPS steps of evidence per warm-up turn and per round, though the data holds fewer (the
+    # warm-up's tenth of 192 rows is 2 steps of 16)
+    assert [r["steps"] for r in warm] == [MIN_STEPS] * 3 and [r["step"] for r in warm] == [8, 16, 24]
     rounds = [r for r in rest if r["phase"] == "round"]
     assert rounds and rounds[-1]["peft_params"] == recipe.peft_params <= 2000
     # never removes more than the budget needs: putting the last removal back breaks the budget
@@ -67,19 +87,29 @@ def test_search_on_tiny_bert_end_to_end(tiny_bert_dir, csv_task, tmp_path):
         assert set(r["scores"]) == alive
         assert all(set(s) == set(CRITERIA) for s in r["scores"].values())
         assert set(r["theta"]) == set(r["p"]) == alive
-        assert r["val_metric"] is None and r["wall_s"] >= 0  # no validation rows scored unless asked
+        assert r["val_metric"] is None  # no validation rows scored unless asked
+        assert r["steps"] == MIN_STEPS  # a round's share of the data (6 steps) is raised to the minimum
         alive -= set(r["removed"])
-    assert alive == {c.name for c in recipe.candidates}
+    assert [r["step"] for r in rounds] == [MIN_STEPS * (i + 1) for i in range(len(rounds))]
+    # each round's own time, not a running total (the first also holds the Trainer's start, before rounds_s counts)
+    assert sum(r["wall_s"] for r in rounds[1:]) <= results["time_s"]["rounds_s"]
+    assert {_location(n) for n in alive} == {c.name for c in recipe.candidates}  # kept slices merge per location
+    assert recipe.peft_params == sum(start["candidates"][n] for n in alive)
     assert set(recipe.removed) == set(start["candidates"]) - alive
     # results
     assert results["params"]["peft"] == recipe.peft_params
     assert results["params"]["head"] == recipe.head_params > 0
-    assert 0 <= results["test"]["test_accuracy"] <= 1
-    assert results["time_s"]["search_to_train_ratio"] > 0
+    confusion = results["test"]["per_class"]["confusion_matrix"]
+    assert results["test"]["test_accuracy"] == pytest.approx(
+        sum(confusion[i][i] for i in range(2)) / sum(map(sum, confusion))
+    )
+    times = results["time_s"]
+    assert times["search_to_train_ratio"] == pytest.approx(
+        (times["search_s"] + times.get("rate_choice_s", 0.0)) / times["final_train_s"], rel=2e-3
+    )
     assert "torch" in results["versions"]
-    assert results["memory_mib"]["peak_rss"] > 0
+    assert results["memory_mib"]["peak_rss"] >= results["params"]["search_memory_mib"]["peak_rss"]
     latency = results["latency_ms"]
-    assert latency["base_model"] > 0 and latency["configuration"] > 0
     assert (latency["configuration_lora_merged"] is None) == (not any(c.module == "lora" for c in recipe.candidates))
     # the report is written at the end of a search, with its plots
     page = (out / "report.html").read_text()
@@ -120,9 +150,11 @@ def test_search_settings(tiny_bert_dir, csv_task, tmp_path, flags):
     results = _search(tiny_bert_dir, csv_task, out, "--budget", "0.3%", *flags)
     recipe = Recipe.load(str(out))
     assert recipe.peft_params <= recipe.budget_params == int(0.003 * recipe.base_params)
-    phases = [r["phase"] for r in _log(out)]
+    log = _log(out)
+    phases = [r["phase"] for r in log]
     assert ("warmup" in phases) == ("--criterion" not in flags)
-    assert results["test"]["test_accuracy"] >= 0
+    alive = set(log[0]["candidates"]) - {n for r in log if r["phase"] == "round" for n in r["removed"]}
+    assert results["params"]["peft"] == recipe.peft_params == sum(log[0]["candidates"][n] for n in alive)
 
 
 def test_train_recipe_retrains_the_found_configuration(tiny_bert_dir, csv_task, tmp_path):
@@ -276,3 +308,29 @@ def test_default_unit_sizes_follow_the_budget(tiny_bert_dir, csv_task, tmp_path)
         assert share - step[name.split(".")[1]] < n <= share, start["candidates"]
     recipe = Recipe.load(str(out))
     assert recipe.peft_params <= 6000 and len(recipe.candidates) >= len(start["candidates"]) // 2 - 1
+
+
+def test_a_percentage_budget_is_a_share_of_the_base_model_without_its_head(tiny_bert_dir, csv_task, tmp_path):
+    """The classifier head is trained by every method and is never counted against the budget: 2% is 2% of the
+    base model without the head (at 2% the head's 66 parameters move the count), the search stops as soon as the
+    candidates alone fit, and the head is reported apart."""
+    from transformers import AutoModelForSequenceClassification
+
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_bert_dir, num_labels=2)
+    head = sum(p.numel() for n, p in model.named_parameters() if n.startswith("classifier."))
+    base = sum(p.numel() for p in model.parameters()) - head
+    assert int(0.02 * base) != int(0.02 * (base + head))  # the case can tell them apart
+    out = tmp_path / "pct"
+    args = ["search", "--model", tiny_bert_dir, "--task", csv_task, "--output-dir", str(out), "--epochs", "1",
+            "--batch-size", "16", "--max-length", "16", "--round-epochs", "0.5", "--no-progress", "--budget", "2%"]  # fmt: skip
+    assert main(args) == 0  # unit sizes from the budget
+    results = json.loads((out / "results.json").read_text())
+    start, *rest = _log(out)
+    assert (start["base_params"], start["head_params"], start["budget_params"]) == (base, head, int(0.02 * base))
+    recipe = Recipe.load(str(out))
+    alive = set(start["candidates"]) - {n for r in rest if r["phase"] == "round" for n in r["removed"]}
+    kept = sum(start["candidates"][n] for n in alive)
+    assert recipe.peft_params == kept == results["params"]["peft"] <= results["params"]["budget"] == int(0.02 * base)
+    last = [r for r in rest if r["phase"] == "round"][-1]["removed"][-1]
+    assert kept + start["candidates"][last] > int(0.02 * base)  # no candidate removed to make room for the head
+    assert results["params"]["head"] == head
