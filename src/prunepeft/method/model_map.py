@@ -51,7 +51,7 @@ _NAME_HINTS = {
     "q": ("query", "q_proj", "q_lin", "wq", "query_proj", "q"),
     "k": ("key", "k_proj", "k_lin", "wk", "key_proj", "k"),
     "v": ("value", "v_proj", "v_lin", "wv", "value_proj", "v"),
-    "o": ("o_proj", "out_lin", "out_proj", "wo", "attention.output.dense", "attn.dense"),
+    "o": ("o_proj", "out_lin", "out_proj", "wo", "attention.output.dense", "attn.dense", "o"),  # "o": MPNet
     "ffn_in": ("intermediate.dense", "up_proj", "gate_proj", "fc1", "lin1", "w1", "w3", "dense_h_to_4h"),
     "ffn_out": ("output.dense", "down_proj", "fc2", "lin2", "w2", "dense_4h_to_h"),
 }
