@@ -6,6 +6,7 @@ criterion has nothing to say (abstention)."""
 from __future__ import annotations
 
 import copy
+import json
 import random
 
 import datasets
@@ -334,3 +335,31 @@ def test_fresh_warmup_turns_start_the_candidates_again(tmp_path):
 
     _trainer(model, _toy_data(), tmp_path, steps=8, callbacks=[search_.callback(round_steps=4), AfterTurn()]).train()
     assert seen == [0.0, 0.0]  # after turns 1 and 2 the update was reset (B starts at zero again)
+
+
+def test_a_criterion_that_abstained_in_every_round_is_labelled_a_draw(tmp_path):
+    """bench tables: `--criterion zeros` whose log shows zeros abstaining in every partition of every round kept
+    the seeded draw's configuration; voting once in one partition makes it a criterion again."""
+    from prunepeft.bench.table import draw_note, drew_every_round
+
+    partition = {"a": "P", "b": "P", "c": "Q"}
+    everywhere = {"P": ["zeros"], "Q": ["zeros"]}
+    rounds = [{"phase": "round", "scores": dict.fromkeys("abc"), "abstained": everywhere},
+              {"phase": "round", "scores": dict.fromkeys("ac"), "abstained": everywhere}]  # fmt: skip
+
+    def run(name, records, criterion="zeros"):
+        folder = tmp_path / name
+        folder.mkdir()
+        lines = [{"phase": "start", "partition": partition}, *records]
+        (folder / "search_log.jsonl").write_text("\n".join(json.dumps(r) for r in lines) + "\n")
+        return {"bench": {"args": ["search", "--output-dir", str(folder), "--criterion", criterion]}}
+
+    drew = run("drew", rounds)
+    voted = run("voted", [rounds[0], {**rounds[1], "abstained": {"P": ["zeros"]}}])  # zeros told Q's c apart
+    assert drew_every_round(drew) is True and drew_every_round(voted) is False
+    assert drew_every_round(run("random", rounds, criterion="random")) is None  # not one criterion alone
+    assert drew_every_round({"bench": {"args": ["search", "--output-dir", str(tmp_path / "gone"),
+                                                "--criterion", "zeros"]}}) is None  # fmt: skip
+    assert draw_note([True, True]) == " (draw: abstained in every round)"
+    assert draw_note([True, False, True]) == " (draw on 2 of 3 seeds: abstained in every round)"
+    assert draw_note([False, None]) == ""

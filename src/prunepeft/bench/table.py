@@ -1,14 +1,20 @@
 """The tables and plots of a benchmark: benchmarks/results/NAME.md, NAME_params.png and NAME_search_cost.png.
 
 Runs not finished yet are left out (a row shows how many seeds it has), so the table can be written at any time.
+
+A search with one criterion alone whose search_log.jsonl (in the run's folder, where it still exists) shows that the
+criterion abstained in every partition of every round kept the seeded draw's configuration, not the criterion's:
+its label says so ("only_zeros (draw: abstained in every round)"), so that no table counts it as a criterion.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import statistics
 
 from prunepeft.bench.grid import LOWER_IS_BETTER, Grid, _metric, finished, points
+from prunepeft.method.criteria import CRITERIA
 
 
 def rows(grid: Grid) -> list[dict]:
@@ -29,11 +35,41 @@ def rows(grid: Grid) -> list[dict]:
                 for budget, result in points(one):
                     by_budget.setdefault(budget, []).append(result)
             curve = grid.methods[method].get("curve")
+            note = draw_note([drew_every_round(r) for r in results])
             for budget, rs in by_budget.items():
                 out.append({"task": runs[0]["task"], "method": method if budget is None else f"{method}@{budget}",
-                            "lr": lr, "variant": variant, "results": rs, "base": method,
+                            "lr": lr, "variant": variant, "results": rs, "base": method, "note": note,
                             "curve": curve or (method if budget is not None else None)})  # fmt: skip
     return out
+
+
+def drew_every_round(results: dict) -> bool | None:
+    """Whether a one-criterion search's criterion abstained in every partition of every round (so its removals
+    were the seeded draw); None when the run is not such a search or its log is gone."""
+    args = results.get("bench", {}).get("args", [])
+    if "--criterion" not in args or "--output-dir" not in args:
+        return None
+    criterion = args[args.index("--criterion") + 1]
+    path = os.path.join(args[args.index("--output-dir") + 1], "search_log.jsonl")
+    if criterion not in CRITERIA or not os.path.exists(path):
+        return None
+    with open(path, encoding="utf-8") as fh:
+        records = [json.loads(line) for line in fh if line.strip()]
+    partition = next((r["partition"] for r in records if r.get("phase") == "start"), {})
+    rounds = [r for r in records if r.get("phase") == "round"]
+    return bool(rounds) and all(
+        criterion in r["abstained"].get(partition[m], []) for r in rounds for m in r["scores"]
+    )  # fmt: skip
+
+
+def draw_note(drew: list[bool | None]) -> str:
+    """The label's note for a method whose seeds drew (see ``drew_every_round``): '' when none did."""
+    draws = sum(d is True for d in drew)
+    if not draws:
+        return ""
+    if draws == len(drew):
+        return " (draw: abstained in every round)"
+    return f" (draw on {draws} of {len(drew)} seeds: abstained in every round)"
 
 
 def labels(grid: Grid, rows_or_summaries: list[dict]) -> list[str]:
@@ -56,7 +92,7 @@ def summarise(row: dict) -> dict:
     ratios = [r["time_s"].get("search_to_train_ratio") for r in results]
     search = [r["time_s"].get("search_s") for r in results]
     return {
-        **{k: row[k] for k in ("task", "method", "lr", "variant", "base", "curve")},
+        **{k: row[k] for k in ("task", "method", "lr", "variant", "base", "curve", "note")},
         "seeds": len(results),
         "metric": results[0]["metric"],
         "test": test_mean,
@@ -100,7 +136,7 @@ def markdown(grid: Grid, summaries: list[dict]) -> str:
     ]
     for s in summaries:
         lines.append(
-            f"| {s['task']} | {s['method']} | {_setting(s)} | {s['seeds']} | "
+            f"| {s['task']} | {s['method']}{s['note']} | {_setting(s)} | {s['seeds']} | "
             f"{s['test']:.4f} ± {s['test_std']:.4f} | {s['validation']:.4f} | {s['peft']:,.0f} | "
             f"{s['with_head']:,.0f} | {s['percent']:.3f}% | {_fmt(s['search_s'], '.0f')} | {s['train_s']:.0f} | "
             f"{_fmt(s['ratio'], '.2f')} | {s['peak_rss']:.0f} |"
@@ -121,7 +157,8 @@ def markdown(grid: Grid, summaries: list[dict]) -> str:
         ratio = [s["ratio"] for s in mine.values()]
         ratio_text = _fmt(statistics.mean(ratio) if None not in ratio else None, ".2f")
         percent = statistics.mean(s["percent"] for s in mine.values())
-        lines.append(f"| {method} | {' | '.join(cells)} | {average} | {percent:.3f}% | {ratio_text} |")
+        note = next(iter(mine.values()))["note"]
+        lines.append(f"| {method}{note} | {' | '.join(cells)} | {average} | {percent:.3f}% | {ratio_text} |")
     lines += ["", f"![test metric vs PEFT parameters]({grid.name}_params.png)", "",
               f"![search cost per method]({grid.name}_search_cost.png)", ""]  # fmt: skip
     return "\n".join(lines)
@@ -205,8 +242,9 @@ def paired(grid: Grid, table: list[dict]) -> list[str]:
             cells.append(f"{mean:+.4f} ± {std:.4f} (n={len(diffs)})")
             for d in diffs:
                 signs[0 if d > 0 else 1 if d == 0 else 2] += 1
+        note = next((row["note"] for row in table if row["method"] == method), "")
         if any(signs):
-            lines.append(f"| {method} | {' | '.join(cells)} | {signs[0]} / {signs[1]} / {signs[2]} |")
+            lines.append(f"| {method}{note} | {' | '.join(cells)} | {signs[0]} / {signs[1]} / {signs[2]} |")
     return [*lines, ""]
 
 
