@@ -40,7 +40,7 @@ def reference(tiny_bert_dir, csv_task, tmp_path_factory):  # noqa: F811
 
 
 @pytest.mark.parametrize(
-    "kill_at,every,saved", [("_search:6", "0", True), ("_search:6", "60", False), ("_final:17", "0", True)]
+    "kill_at,every,saved", [("_search:12", "0", True), ("_search:12", "60", False), ("_final:17", "0", True)]
 )
 def test_kill_and_resume_gives_the_same_answer(tiny_bert_dir, csv_task, tmp_path, reference, kill_at, every, saved):  # noqa: F811
     """Killed mid-round with a checkpoint after every round (the replay starts from the last round), and with
