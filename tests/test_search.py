@@ -1,6 +1,7 @@
 """End-to-end searches on tiny random models (built from config) with a small synthetic CSV task."""
 
 import json
+import math
 import random
 import re
 
@@ -292,22 +293,34 @@ def test_own_trainer_warmup_records_activations(tiny_bert_dir):
 
 
 def test_default_unit_sizes_follow_the_budget(tiny_bert_dir, csv_task, tmp_path):
-    """With no size flags every candidate holds about an equal share of twice the budget."""
-    from prunepeft.method.candidates import KEEP_SHARE
+    """With no size flags every location holds about an equal share of twice the budget, in equal LoRA slices."""
+    from transformers import AutoConfig
+
+    from prunepeft.method.candidates import KEEP_SHARE, LORA_SLICES
 
     out = tmp_path / "auto"
     args = [
         "search", "--model", tiny_bert_dir, "--task", csv_task, "--output-dir", str(out), "--epochs", "1",
         "--batch-size", "16", "--max-length", "16", "--round-epochs", "0.5", "--no-progress", "--budget", "6000",
+        "--learning-rate", "1e-3",
     ]  # fmt: skip
     assert main(args) == 0
     start = _log(out)[0]
-    share = 6000 / (KEEP_SHARE * len(start["candidates"]))
-    step = {"lora_qkvo": 4 * (32 + 32), "serial_ffn": 32 + 1 + 32}  # one more rank / width, at hidden size 32
-    for name, n in start["candidates"].items():  # the largest size within the share (rounded down)
-        assert share - step[name.split(".")[1]] < n <= share, start["candidates"]
+    config = AutoConfig.from_pretrained(tiny_bert_dir)
+    hidden, inner = config.hidden_size, config.intermediate_size
+    per_rank = {"lora_qkvo": 4 * 2 * hidden, "lora_ffn": 2 * (hidden + inner)}  # one more rank of a location
+    locations: dict[str, list[int]] = {}
+    for name, n in start["candidates"].items():
+        locations.setdefault(re.sub(r"\.s\d+$", "", name), []).append(n)
+    share = 6000 / (KEEP_SHARE * len(locations))
+    for location, slices in locations.items():
+        step = per_rank[location.split(".")[1]]
+        rank = math.floor(share / step)  # the largest rank within the share (rounded down)
+        assert len(set(slices)) == 1 and slices[0] == step * max(1, rank // LORA_SLICES), (location, slices)
+        assert share - slices[0] - step < sum(slices) <= share, (location, slices, share)
     recipe = Recipe.load(str(out))
-    assert recipe.peft_params <= 6000 and len(recipe.candidates) >= len(start["candidates"]) // 2 - 1
+    largest = max(n for s in locations.values() for n in s)
+    assert recipe.peft_params <= 6000 < recipe.peft_params + largest  # it stops as soon as the budget fits
 
 
 def test_a_percentage_budget_is_a_share_of_the_base_model_without_its_head(tiny_bert_dir, csv_task, tmp_path):
