@@ -17,6 +17,8 @@ import sys
 from prunepeft.cli.checks import output_dir_of, parse_targets, preflight
 from prunepeft.cli.parser import parse
 from prunepeft.cli.summary import print_summary
+from prunepeft.common.interrupts import Interrupted, handle_interrupts
+from prunepeft.common.interrupts import check as check_interrupted
 
 
 def _fill(cls, args: argparse.Namespace, **computed):
@@ -224,18 +226,6 @@ def is_user_error(err: BaseException) -> bool:
     return False
 
 
-class Interrupted(KeyboardInterrupt):
-    """SIGINT or SIGTERM."""
-
-    def __init__(self, signum: int):
-        super().__init__(signal.Signals(signum).name)
-        self.signum = signum
-
-
-def _raise_interrupt(signum, frame):
-    raise Interrupted(signum)
-
-
 # The phase a progress unit belongs to (as common.progress names the Trainer's folders), by the unit's first words
 _UNIT_PHASES = (("warm-up turn", "_warmup"), ("round", "_search"), ("final training epoch", "_final"),
                 ("training epoch", "_final"))  # fmt: skip
@@ -286,10 +276,7 @@ def _interrupted_message(args, signum: int) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     args = None
-    try:  # SIGTERM ends the run like Ctrl-C: one message, the resume command, exit status 143
-        previous = signal.signal(signal.SIGTERM, _raise_interrupt)
-    except ValueError:  # not the main thread
-        previous = None
+    restore = handle_interrupts()  # SIGTERM ends the run like Ctrl-C: one message, the resume command, exit 143
     try:
         args = parse(argv)
         debug = getattr(args, "debug", False)
@@ -298,6 +285,7 @@ def main(argv: list[str] | None = None) -> int:
         if getattr(args, "no_progress", False) and "tqdm" not in sys.modules:
             os.environ["TQDM_DISABLE"] = "1"  # read when tqdm is imported; costs nothing before the checks
         run(args)
+        check_interrupted()  # a signal whose exception a library swallowed, with no step after it to raise it
     except KeyboardInterrupt as err:
         signum = err.signum if isinstance(err, Interrupted) else signal.SIGINT
         if args is not None and getattr(args, "debug", False):
@@ -312,8 +300,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"prunepeft: error: {err}", file=sys.stderr)
         return 2
     finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+        restore()
     return 0
 
 

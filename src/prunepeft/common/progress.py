@@ -8,21 +8,33 @@
 * ``set_progress(False)`` (``--no-progress``) hides every progress bar of the libraries as well: tokenizer
   ``map`` bars (datasets), "Loading weights" / "Writing model shards" (transformers), GGUF conversion,
   downloads. The phase lines stay: they are a log, one line per turn, round or epoch.
+* The phases without steps to count (the test, the latency measurement, the report) say what they do as they
+  begin (``doing``). In a log, a heartbeat line says what is in progress whenever nothing was written for a
+  minute (``PRUNEPEFT_HEARTBEAT_SECONDS``; 0 turns it off): a long epoch, test or latency measurement is no
+  longer minutes of silence.
+* ``PLAN.stopped_when()`` names the unit an interruption stopped: the one in progress, or the one that had just
+  finished when nothing had started since.
 
-torch and transformers are imported only when a Trainer asks for the callback.
+The Trainer's side (which unit a step belongs to) is ``common.trainer_progress``.
 """
 
 from __future__ import annotations
 
+import atexit
 import math
 import os
 import sys
+import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-_SHOWN = {"progress": True}
+from prunepeft.common.config import ConfigError
+from prunepeft.common.interrupts import check as check_interrupted
+from prunepeft.common.interrupts import interrupted
 
-PHASES = {"_warmup": "warm-up", "_search": "search", "_final": "final training"}
+_SHOWN: dict = {"progress": True, "heartbeat_s": None}
+HEARTBEAT_ENV = "PRUNEPEFT_HEARTBEAT_SECONDS"
 
 
 def progress_shown() -> bool:
@@ -31,7 +43,8 @@ def progress_shown() -> bool:
 
 def set_progress(shown: bool) -> None:
     """Show (the default) or hide the progress bars of every library a run uses."""
-    _SHOWN["progress"] = shown
+    _SHOWN["progress"], _SHOWN["heartbeat_s"] = shown, None
+    heartbeat_seconds()  # read now: a malformed PRUNEPEFT_HEARTBEAT_SECONDS is refused before the run starts
     if not shown and "tqdm" not in sys.modules:
         os.environ["TQDM_DISABLE"] = "1"  # read by tqdm when it is imported: covers bars we cannot reach
     if "datasets" in sys.modules or not shown:
@@ -44,7 +57,7 @@ def set_progress(shown: bool) -> None:
         (hf_logging.enable_progress_bar if shown else hf_logging.disable_progress_bar)()
 
 
-def _clock(seconds: float) -> str:
+def clock(seconds: float) -> str:
     seconds = max(0, int(round(seconds)))
     hours, rest = divmod(seconds, 3600)
     return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
@@ -63,7 +76,11 @@ class RunPlan:
     hybrid: bool = True
     epochs: float = 3.0
     batch_size: int = 32
-    where: str = "before training started"  # the unit in progress, for an interruption message
+    where: str = "start-up (before training)"  # the unit in progress, for an interruption message
+    finished: tuple[str, str] | None = None  # (where, the unit) when a unit's line said "done"
+    doing: str | None = None  # what a heartbeat line says is in progress (None: nothing to report)
+    doing_since: float | None = None  # when a phase without steps began (its heartbeat says how long so far)
+    last_line: float = field(default_factory=time.perf_counter)  # when a line was last written
     phases_done: set = field(default_factory=set)
     seconds_per_step: float | None = None  # measured in the latest phase
     rounds_estimate: int | None = None
@@ -80,6 +97,13 @@ class RunPlan:
         if self.train_rows is None:
             return 0
         return max(1, round(self.round_epochs * self.steps_per_epoch(self.train_rows * self.search_fraction)))
+
+    def stopped_when(self) -> str:
+        """When an interruption stopped the run, for its message: "during round 2 of about 6 (step 40)", or
+        "just after warm-up turn 3 of 3 had finished" while nothing has started since that unit's done line."""
+        if self.finished is not None and self.finished[0] == self.where:
+            return f"just after {self.finished[1]} had finished"
+        return f"during {self.where}"
 
     def steps_after(self, phase: str) -> int:
         """Steps of the phases that follow ``phase`` (estimated)."""
@@ -108,154 +132,92 @@ def estimate_rounds(peft_params: int, sizes: list[int], k: int, budget_params: i
     return max(1, math.ceil((peft_params - budget_params) / (max(k, 1) * mean)))
 
 
-def _budget_params(budget: str | None, base: int) -> int | None:
-    if budget is None:
-        return None
-    text = str(budget).strip()
+def show_line(text: str) -> None:
+    """One finished line of a phase that writes its own (the learning-rate probes), after the run's clock."""
+    write_line(f"[{clock(time.perf_counter() - PLAN.start)}] {text}\n")
+
+
+_WRITING = threading.Lock()  # the heartbeat writes from its own thread
+
+
+def write_line(text: str, line: bool = True) -> None:
+    """Write to stderr (main process only); ``line``: a whole line, which puts the heartbeat off."""
+    from prunepeft.common.distributed import is_main_process
+
+    if not is_main_process():
+        return
+    with _WRITING:
+        sys.stderr.write(text)
+        sys.stderr.flush()
+    if line:
+        PLAN.last_line = time.perf_counter()
+
+
+def redrawn() -> bool:
+    """Whether the unit in progress is redrawn in place (a terminal, bars shown); otherwise stderr is a log."""
+    return sys.stderr.isatty() and progress_shown()
+
+
+@contextmanager
+def doing(text: str):
+    """A phase without steps to count ("testing on 1,000 rows", "writing the report"): its line as it begins,
+    heartbeat lines in a log while it lasts, and the place an interruption names."""
+    check_interrupted()
+    PLAN.where = text
+    show_line(text)
+    PLAN.doing, PLAN.doing_since = text, time.perf_counter()
+    start_heartbeat()
     try:
-        value = float(text.rstrip("%"))
-    except ValueError:
-        return None
-    if text.endswith("%"):
-        return int(value / 100 * base)
-    return int(value * base) if value < 1 else int(value)
+        yield
+    finally:
+        PLAN.finished = (PLAN.where, text)
+        PLAN.doing = PLAN.doing_since = None
 
 
-def phase_callback(output_dir: str, callbacks: list):
-    """Our progress callback for a Trainer working in ``output_dir`` (its phase is the folder's name)."""
-    from transformers import TrainerCallback
-
-    phase = os.path.basename(os.path.normpath(output_dir))
-    pruning = next((c for c in callbacks if hasattr(c, "round_steps") and hasattr(c, "rounds")), None)
-
-    class PhaseProgress(TrainerCallback):
-        def __init__(self):
-            self.tty = sys.stderr.isatty() and progress_shown()
-            self.pending: str | None = None
-            self.drawn = 0.0
-            self.epochs = 1.0
-            self.started, self.first_step = time.perf_counter(), 0
-
-        # ---------------------------------------------------------------- what the current unit is
-        def _unit(self, state) -> tuple[str, int, int]:
-            """(description, steps done in the unit, steps of the unit)."""
-            step = state.global_step
-            if pruning is not None:
-                unit = pruning.round_steps
-                index = max(1, math.ceil(step / unit))  # the turn or round this step belongs to
-                within = step - (index - 1) * unit
-                if phase == "_warmup":
-                    turns = max(1, state.max_steps // unit)
-                    return f"warm-up turn {index} of {turns}", within, unit
-                total = getattr(pruning.rounds, "round", index - 1) + self._rounds_left(pruning.rounds)
-                PLAN.rounds_estimate = max(total, index)
-                return f"round {index} of about {max(total, index)}", within, unit
-            per_epoch = max(1, math.ceil(state.max_steps / max(self.epochs, 1e-9)))
-            epoch = min(math.ceil(self.epochs), max(1, math.ceil(step / per_epoch)))
-            name = "final training epoch" if phase == "_final" else "training epoch"
-            return f"{name} {epoch} of {_epochs(self.epochs)}", step - (epoch - 1) * per_epoch, per_epoch
-
-        def _rounds_left(self, rounds) -> int:
-            alive = getattr(rounds, "alive", None)
-            if not alive:
-                return 1
-            sizes = [c.n_params for c in alive.values()]
-            return estimate_rounds(sum(sizes), sizes, getattr(rounds, "k", 1), getattr(rounds, "budget_params", 0))
-
-        # ---------------------------------------------------------------- time left for the whole run
-        def _left(self, state) -> str:
-            done = state.global_step - self.first_step
-            if done <= 0:
-                return ""
-            speed = (time.perf_counter() - self.started) / done
-            PLAN.seconds_per_step = speed
-            if pruning is not None and phase == "_search":
-                rounds = pruning.rounds
-                total = getattr(rounds, "round", 0) + self._rounds_left(rounds)
-                remaining = max(0, total * pruning.round_steps - state.global_step)
-            else:
-                remaining = max(0, state.max_steps - state.global_step)
-            left = (remaining + PLAN.steps_after(phase)) * speed
-            return f" · about {_clock(left)} left"
-
-        def _line(self, text: str) -> str:
-            return f"[{_clock(time.perf_counter() - PLAN.start)}] {text}"
-
-        def _show(self, text: str, final: bool) -> None:
-            from prunepeft.common.distributed import is_main_process
-
-            if not is_main_process():
-                return
-            if self.tty:
-                sys.stderr.write("\r\033[K" + self._line(text) + ("\n" if final else ""))
-            elif final:
-                sys.stderr.write(self._line(text) + "\n")
-            sys.stderr.flush()
-
-        # ---------------------------------------------------------------- Trainer events
-        def on_train_begin(self, args, state, control, **kwargs):
-            self.started, self.first_step = time.perf_counter(), state.global_step
-            self.epochs = float(args.num_train_epochs)
-            if pruning is not None and phase == "_warmup" and PLAN.budget is not None:
-                self._plan_rounds(pruning.rounds, kwargs.get("model"))
-            PLAN.where = self._unit(state)[0]
-
-        def _plan_rounds(self, voter, model) -> None:
-            """Before the rounds start, estimate how many there will be from the candidates and the budget."""
-            candidates = getattr(voter, "candidates", None)
-            if not candidates or model is None:
-                return
-            sizes = [c.n_params for c in candidates.values()]
-            base = sum(p.numel() for p in model.parameters()) - sum(sizes)
-            budget = _budget_params(PLAN.budget, base)
-            if budget is not None:
-                PLAN.rounds_estimate = estimate_rounds(sum(sizes), sizes, getattr(voter, "k", 1), budget)
-
-        def on_step_end(self, args, state, control, **kwargs):
-            text, done, total = self._unit(state)
-            PLAN.where = f"{text} (step {state.global_step})"
-            unit_over = done >= total if pruning is not None else False
-            if unit_over:
-                self._finish(text, f"done ({total} step{'s' if total > 1 else ''})", control, state)
-            elif self.tty and time.perf_counter() - self.drawn > 0.5:
-                self.drawn = time.perf_counter()
-                self._show(f"{text}: step {done} of {total}{self._left(state)}", final=False)
-
-        def on_epoch_end(self, args, state, control, **kwargs):
-            if pruning is None:
-                per_epoch = max(1, math.ceil(state.max_steps / max(self.epochs, 1e-9)))
-                epoch = max(1, math.ceil(state.global_step / per_epoch))
-                name = "final training epoch" if phase == "_final" else "training epoch"
-                self._finish(f"{name} {epoch} of {_epochs(self.epochs)}", "done", control, state)
-
-        def _finish(self, text: str, note: str, control, state) -> None:
-            if control.should_evaluate:  # show the validation metric with it, once it is known
-                self.pending = f"{text} {note}"
-                return
-            self._show(f"{text} {note}{self._left(state)}", final=True)
-
-        def on_evaluate(self, args, state, control, metrics=None, **kwargs):
-            if self.pending is None:
-                return
-            values = {
-                k.removeprefix("eval_"): v
-                for k, v in (metrics or {}).items()
-                if k.startswith("eval_") and isinstance(v, float) and not k.endswith(("_runtime", "per_second"))
-                and k != "eval_epoch"
-            }  # fmt: skip
-            names = [k for k in values if k != "loss"][:1] + (["loss"] if "loss" in values else [])
-            shown = [f"validation {k} {values[k]:.4f}" for k in names]
-            self._show(f"{self.pending}{', ' + ', '.join(shown) if shown else ''}{self._left(state)}", final=True)
-            self.pending = None
-
-        def on_train_end(self, args, state, control, **kwargs):
-            PLAN.phases_done.add(phase)
-            if self.tty:
-                sys.stderr.write("\r\033[K")
-                sys.stderr.flush()
-
-    return PhaseProgress()
+def heartbeat_seconds() -> float:
+    """Seconds without a line after which a log gets a heartbeat line (PRUNEPEFT_HEARTBEAT_SECONDS, 60; 0: none)."""
+    if _SHOWN["heartbeat_s"] is None:
+        text = os.environ.get(HEARTBEAT_ENV, "60")
+        try:
+            seconds = float(text)
+        except ValueError:
+            seconds = -1.0
+        if not seconds >= 0 or math.isinf(seconds):
+            raise ConfigError(f"{HEARTBEAT_ENV}={text!r}: give a number of seconds (60 by default; 0 for none).")
+        _SHOWN["heartbeat_s"] = seconds
+        _HEARTBEAT["wake"].set()  # a thread waiting out the former interval takes the new one now
+    return _SHOWN["heartbeat_s"]
 
 
-def _epochs(epochs: float) -> str:
-    return str(int(epochs)) if float(epochs).is_integer() else f"{epochs:g}"
+_HEARTBEAT: dict = {"thread": None, "stop": False, "wake": threading.Event()}
+
+
+def start_heartbeat() -> None:
+    """Once per process, in a log: the thread that writes the heartbeat lines."""
+    from prunepeft.common.distributed import is_main_process
+
+    if not heartbeat_seconds() or redrawn() or not is_main_process() or _HEARTBEAT["thread"] is not None:
+        return
+    thread = threading.Thread(target=_beat, name="prunepeft-heartbeat", daemon=True)
+    _HEARTBEAT["thread"] = thread
+    thread.start()
+    atexit.register(_stop_heartbeat)  # before the interpreter shuts stderr down under a daemon thread
+
+
+def _stop_heartbeat() -> None:
+    _HEARTBEAT["stop"] = True
+    _HEARTBEAT["wake"].set()
+    _HEARTBEAT["thread"].join(timeout=2)
+
+
+def _beat() -> None:
+    """A line saying what is in progress whenever nothing was written for the heartbeat interval; nothing once
+    the run has been interrupted (its message is the last word)."""
+    while not _HEARTBEAT["stop"]:
+        _HEARTBEAT["wake"].wait(min(1.0, (_SHOWN["heartbeat_s"] or 4.0) / 4))
+        _HEARTBEAT["wake"].clear()
+        every, what, since, now = _SHOWN["heartbeat_s"], PLAN.doing, PLAN.doing_since, time.perf_counter()
+        if not every or what is None or interrupted() or now - PLAN.last_line < every:
+            continue
+        so_far = f" ({clock(now - since)} so far)" if since is not None else ""
+        write_line(f"[{clock(now - PLAN.start)}] {what}{so_far}\n")

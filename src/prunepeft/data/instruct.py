@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from prunepeft.common.interrupts import map_fingerprints
 from prunepeft.data.task import SPLIT_SEED, DataError
 
 
@@ -110,9 +111,13 @@ def tokenize_instructions(task: InstructionTask, tokenizer, max_length: int) -> 
         return {"input_ids": full["input_ids"], "attention_mask": full["attention_mask"], "labels": labels}
 
     out = {}
-    for split in ("train", "validation", "test"):
+    splits = ("train", "validation", "test")
+    # computed by us, not by datasets, where a Ctrl-C would be lost (see common.interrupts)
+    fingerprints = map_fingerprints(encode, [getattr(task, split) for split in splits])
+    for split, fingerprint in zip(splits, fingerprints, strict=True):
         ds = getattr(task, split)
-        out[split] = ds.map(encode, remove_columns=ds.column_names, desc=f"tokenize {split}")
+        out[split] = ds.map(encode, remove_columns=ds.column_names, desc=f"tokenize {split}",
+                            new_fingerprint=fingerprint)  # fmt: skip
     return out
 
 

@@ -7,6 +7,7 @@ from typing import Any
 import datasets
 from datasets import Value
 
+from prunepeft.common.interrupts import map_fingerprints
 from prunepeft.data.instruct import tokenize_instructions
 from prunepeft.data.task import DataError, TaskData
 
@@ -23,10 +24,14 @@ def tokenize_task(task: TaskData, tokenizer: Any, max_length: int) -> dict[str, 
         return tokenizer(batch["text"], batch["text_pair"] if pair else None, truncation=True, max_length=max_length)
 
     out: dict[str, datasets.Dataset] = {}
-    for split in ("train", "validation", "test"):
+    splits = ("train", "validation", "test")
+    # computed by us, not by datasets, where a Ctrl-C would be lost (see common.interrupts)
+    fingerprints = map_fingerprints(encode, [getattr(task, split) for split in splits], "batched")
+    for split, fingerprint in zip(splits, fingerprints, strict=True):
         ds: datasets.Dataset = getattr(task, split)
         text_cols = [c for c in ("text", "text_pair") if c in ds.column_names]
-        tok = ds.map(encode, batched=True, remove_columns=text_cols, desc=f"tokenize {task.name} {split}")
+        tok = ds.map(encode, batched=True, remove_columns=text_cols, desc=f"tokenize {task.name} {split}",
+                     new_fingerprint=fingerprint)  # fmt: skip
         tok = tok.rename_column("label", "labels")
         if task.is_regression:
             tok = tok.cast_column("labels", Value("float32"))  # MSE loss wants float32 targets

@@ -13,7 +13,7 @@ import time
 from transformers import TrainerCallback
 
 from prunepeft.common.distributed import is_main_process
-from prunepeft.common.progress import PLAN, progress_shown
+from prunepeft.common.progress import PLAN, doing, progress_shown
 from prunepeft.data.metrics import never_predicted
 from prunepeft.data.task import TaskData
 from prunepeft.data.tokenizing import tokenize_task
@@ -57,14 +57,15 @@ def fit_and_test(
     )  # fmt: skip
     wall, history = timed_train(trainer, checkpoint)
     wall += before  # training time before an interruption counts too
-    if getattr(task, "causal_lm", False) or task.is_regression:
-        test = trainer.evaluate(tokenized["test"], metric_key_prefix="test")
-    else:  # the same metrics as evaluate(), plus the predictions for the per-class figures
-        output = trainer.predict(tokenized["test"], metric_key_prefix="test")
-        test = dict(output.metrics)
-        test["per_class"] = per_class(output.predictions, output.label_ids, task)
-        validation = trainer.predict(tokenized["validation"], metric_key_prefix="eval")
-        test["warnings"] = collapse_warnings(task, {"validation": validation, "test": output})
+    with doing(f"testing on the test split ({len(tokenized['test']):,} rows)"):
+        if getattr(task, "causal_lm", False) or task.is_regression:
+            test = trainer.evaluate(tokenized["test"], metric_key_prefix="test")
+        else:  # the same metrics as evaluate(), plus the predictions for the per-class figures
+            output = trainer.predict(tokenized["test"], metric_key_prefix="test")
+            test = dict(output.metrics)
+            test["per_class"] = per_class(output.predictions, output.label_ids, task)
+            validation = trainer.predict(tokenized["validation"], metric_key_prefix="eval")
+            test["warnings"] = collapse_warnings(task, {"validation": validation, "test": output})
     return wall, history, test
 
 
@@ -160,9 +161,11 @@ def final_train(
         from prunepeft.data.instruct import exact_match, perplexity
 
         test["test_perplexity"] = perplexity(test.get("test_loss"))
-        test["test_exact_match"] = exact_match(loaded.model, loaded.tokenizer, task)
+        with doing("generating the test answers (exact match)"):
+            test["test_exact_match"] = exact_match(loaded.model, loaded.tokenizer, task)
     save_weights(loaded.model, opts.output_dir)
-    latency = inference_latency(opts, task, loaded)
+    with doing("measuring inference latency"):
+        latency = inference_latency(opts, task, loaded)
     if timings.get("search_s") is not None:  # the learning-rate probes count as search
         search_s = timings["search_s"] + timings.get("rate_choice_s", 0.0)
         timings["search_to_train_ratio"] = round(search_s / timings["final_train_s"], 4)
@@ -178,7 +181,8 @@ def final_train(
     cleanup(opts.output_dir)
     from prunepeft.handover.report import write_report
 
-    write_report(opts.output_dir)
+    with doing("writing the report"):
+        write_report(opts.output_dir)
     return results
 
 

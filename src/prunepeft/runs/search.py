@@ -19,7 +19,7 @@ import sys
 import time
 
 from prunepeft.common.distributed import is_main_process
-from prunepeft.common.progress import PLAN
+from prunepeft.common.progress import PLAN, doing
 from prunepeft.data.task import DataError, TaskData
 from prunepeft.method.backbone import ModelError
 from prunepeft.method.candidates import SpaceError, SpaceSettings
@@ -126,7 +126,8 @@ def _run_budgets(opts, task, space, settings, train, resume: bool) -> dict:
     from prunepeft.runs.final_training import cleanup
 
     cleanup(out)
-    write_report(out)
+    with doing("writing the report"):
+        write_report(out)
     return curve
 
 

@@ -14,7 +14,9 @@ from transformers import __version__ as _transformers_version
 from transformers.trainer_callback import PrinterCallback
 
 from prunepeft.common.config import require
-from prunepeft.common.progress import phase_callback
+from prunepeft.common.interrupts import check as check_interrupted
+from prunepeft.common.progress import PLAN
+from prunepeft.common.trainer_progress import phase_callback
 from prunepeft.data.metrics import metric_fn
 from prunepeft.data.task import TaskData
 from prunepeft.method.callback import FiniteLossCallback
@@ -25,7 +27,7 @@ _TRANSFORMERS_5 = int(_transformers_version.split(".")[0]) >= 5
 @dataclass
 class TrainSettings:
     epochs: float = 3.0
-    learning_rate: float = 1e-3
+    learning_rate: float | None = 1e-3  # None: chosen on validation before the final training (runs.rate_choice)
     batch_size: int = 32
     max_length: int = 128
     warmup: float = 0.06  # fraction of the steps with linear warm-up
@@ -36,7 +38,10 @@ class TrainSettings:
 
     def __post_init__(self):
         require(self.epochs > 0, f"--epochs must be positive, got {self.epochs}.")
-        require(self.learning_rate > 0, f"--learning-rate must be positive, got {self.learning_rate}.")
+        require(
+            self.learning_rate is None or self.learning_rate > 0,
+            f"--learning-rate must be positive, got {self.learning_rate}.",
+        )
         require(self.batch_size >= 1, f"--batch-size must be at least 1, got {self.batch_size}.")
         require(self.max_length >= 2, f"--max-length must be at least 2 tokens, got {self.max_length}.")
         require(0 <= self.warmup < 1, f"--warmup is a fraction of the steps in [0, 1), got {self.warmup}.")
@@ -115,7 +120,7 @@ def make_trainer(
         if causal
         else DataCollatorWithPadding(tokenizer),
         compute_metrics=None if causal else metric_fn(task),
-        callbacks=[FiniteLossCallback(), *(callbacks or []), *_fault_injection(output_dir)],
+        callbacks=[InterruptCheck(), FiniteLossCallback(), *(callbacks or []), *_fault_injection(output_dir)],
     )
     trainer.sort_eval_by_length = not causal
     trainer.remove_callback(PrinterCallback)  # the Trainer's print of every log dict: the phase lines say it
@@ -163,6 +168,16 @@ class SlimCheckpointTrainer(Trainer):
         super()._issue_warnings_after_load(load_result._replace(missing_keys=missing))
 
 
+class InterruptCheck(TrainerCallback):
+    """Ends the training on a signal whose KeyboardInterrupt a library swallowed (see common.interrupts): checked
+    before and after each step, at each evaluation batch and at each save."""
+
+    def _check(self, args, state, control, **kwargs):
+        check_interrupted()
+
+    on_train_begin = on_step_begin = on_step_end = on_prediction_step = on_evaluate = on_save = _check
+
+
 class _KillAtStep(TrainerCallback):
     def __init__(self, step: int):
         self.step = step
@@ -200,7 +215,10 @@ def timed_train(trainer: Trainer, resume_from: str | None = None) -> tuple[float
     """Train (from a checkpoint, if given); return wall seconds and the validation metrics logged."""
     warm_device(trainer.args.device)
     start = time.perf_counter()
-    trainer.train(resume_from_checkpoint=resume_from)
+    try:
+        trainer.train(resume_from_checkpoint=resume_from)
+    finally:  # ended by an exception too: nothing left in progress for a heartbeat to report
+        PLAN.doing = None
     wall = time.perf_counter() - start
     history = [h for h in trainer.state.log_history if any(k.startswith("eval_") for k in h)]
     return wall, history
