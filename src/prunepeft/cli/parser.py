@@ -124,7 +124,11 @@ def _common(p: argparse.ArgumentParser, recipe: bool = False) -> None:
     t = p.add_argument_group("training")
     t.add_argument("--seed", type=int, default=0, help="random seed of training (the data split never changes)")
     t.add_argument("--epochs", type=float, default=3.0, help="epochs of the final training")
-    t.add_argument("--learning-rate", type=float, default=1e-3, help="peak learning rate (AdamW)")
+    t.add_argument(
+        "--learning-rate", type=float, default=None,
+        help="peak learning rate (AdamW). Not given: a search (and train --recipe) chooses it on validation with "
+        "short probes at 5e-4, 1e-3 and 3e-3 (train --recipe reuses its search's choice); baselines train at 1e-3",
+    )  # fmt: skip
     t.add_argument("--batch-size", type=int, default=32, help="examples per training step")
     t.add_argument(
         "--max-length", type=int, default=128,

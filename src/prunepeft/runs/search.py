@@ -38,6 +38,7 @@ from prunepeft.runs.options import (
     peak_memory,
     prepare_output,
 )
+from prunepeft.runs.rate_choice import for_search, settle_rate
 from prunepeft.runs.run_folder import clear_run, resumable_config
 from prunepeft.runs.training import TrainSettings
 
@@ -86,9 +87,11 @@ def _run(opts, space, settings, train, resume: bool) -> dict:
     if resume and os.path.exists(recipe_path):  # the search had finished: only the final training remains
         recipe = Recipe.load(recipe_path)
         timings, extra = recipe.settings.get("timings", {}), recipe.settings.get("extra", {})
-        return final_train(opts, recipe, task, train, timings, extra, resume=True)
-    recipe, timings, extra = find_recipe(opts, task, space, settings, train, resume)
-    return final_train(opts, recipe, task, train, timings, extra, resume=resume)
+        recipe, final = settle_rate(opts, recipe, task, train, timings)
+        return final_train(opts, recipe, task, final, timings, extra, resume=True)
+    recipe, timings, extra = find_recipe(opts, task, space, settings, for_search(train), resume)
+    recipe, final = settle_rate(opts, recipe, task, train, timings)
+    return final_train(opts, recipe, task, final, timings, extra, resume=resume)
 
 
 def _run_budgets(opts, task, space, settings, train, resume: bool) -> dict:
@@ -97,7 +100,7 @@ def _run_budgets(opts, task, space, settings, train, resume: bool) -> dict:
     labels = budget_labels(settings)
     summary = read_json(os.path.join(out, BUDGETS)) if resume else None
     if summary is None:
-        recipes, timings, extra = find_recipes(opts, task, space, settings, train, resume)
+        recipes, timings, extra = find_recipes(opts, task, space, settings, for_search(train), resume)
         summary = {
             "budgets": [
                 {"budget": label, "dir": budget_dir(label), "budget_params": r.budget_params,
@@ -118,7 +121,8 @@ def _run_budgets(opts, task, space, settings, train, resume: bool) -> dict:
             sub_opts = dataclasses.replace(opts, output_dir=sub)
             PLAN.phases_done.discard("_final")  # each budget's final training is a phase of its own
             timings, extra = dict(summary["timings"]), dict(summary["extra"])
-            results = final_train(sub_opts, recipe, task, train, timings, extra, resume=resume)
+            recipe, final = settle_rate(sub_opts, recipe, task, train, timings)  # each budget its own rate
+            results = final_train(sub_opts, recipe, task, final, timings, extra, resume=resume)
         points.append(_point(entry, recipe, results))
     curve = _curve(opts, task, summary, points, resume)
     write_json_atomic(os.path.join(out, "results.json"), curve)
@@ -140,6 +144,8 @@ def _point(entry: dict, recipe: Recipe, results: dict | None) -> dict:
             validation=results["validation"],
             test={k: v for k, v in results["test"].items() if k != "per_class"},
             final_train_s=results["time_s"]["final_train_s"],
+            rate_choice_s=results["time_s"].get("rate_choice_s", 0.0),
+            learning_rate=results.get("learning_rate", {}).get("rate"),
         )
     return point
 
@@ -150,7 +156,10 @@ def _curve(opts: RunOptions, task: TaskData, summary: dict, points: list[dict], 
     trained = [p["final_train_s"] for p in points if p["trained"]]
     if trained:
         timings["final_train_s_mean"] = round(sum(trained) / len(trained), 3)
-        timings["search_to_train_ratio"] = round(timings["search_s"] / timings["final_train_s_mean"], 4)
+        choices = [p["rate_choice_s"] for p in points if p["trained"]]
+        timings["rate_choice_s_mean"] = round(sum(choices) / len(choices), 3)  # the probes count as search
+        search_s = timings["search_s"] + timings["rate_choice_s_mean"]
+        timings["search_to_train_ratio"] = round(search_s / timings["final_train_s_mean"], 4)
     return {
         "method": "prunepeft",
         "task": opts.task,
@@ -177,5 +186,6 @@ def print_curve(results: dict, output_dir: str) -> None:
         print(f"  {p['budget']:>8}: {p['peft_params']:>10,} PEFT parameters (fit in round {p['fit_round']}), {score}"
               f"  -> {output_dir}/{p['dir']}/")  # fmt: skip
     ratio = times.get("search_to_train_ratio")
-    print(f"  search {times['search_s']:.0f}s" + (f" ({ratio:.2f} of one final training)" if ratio else ""))
+    probes = f" + learning-rate probes {times['rate_choice_s_mean']:.0f}s" if "rate_choice_s_mean" in times else ""
+    print(f"  search {times['search_s']:.0f}s{probes}" + (f" ({ratio:.2f} of one final training)" if ratio else ""))
     print(f"  written to {output_dir}/ (results.json: the curve)")
