@@ -38,7 +38,7 @@ $(STAMP): pyproject.toml | $(BIN)/python
 install: $(STAMP)
 
 # The default search (MiniLM + Rotten Tomatoes, budget 1%) on a stratified 4,000-example subset of the
-# training data, so that it ends within 15 minutes on 2 CPU cores; drop --max-train-samples for the full run.
+# training data, to keep it short on a CPU; drop --max-train-samples for the full run.
 demo: install
 	$(BIN)/prunepeft search --max-train-samples 4000 --output-dir runs/demo --overwrite
 
