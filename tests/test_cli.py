@@ -196,3 +196,23 @@ def test_resume_of_a_folder_that_cannot_be_resumed_answers_before_torch(tmp_path
         done, heavy, _ = _light("search", "--resume", str(folder))
         assert done.returncode == 2 and expected in done.stderr, done.stderr
         assert heavy == "", heavy
+
+
+def test_train_recipe_takes_the_data_settings_only_for_its_own_task():
+    """Another --task has its own columns; another --model its own layers; --max-length comes from the recipe."""
+    from prunepeft.cli.main import _from_recipe
+    from prunepeft.method.recipe import Recipe
+
+    recipe = Recipe(model="m", task="reviews.csv", num_labels=2, layers_path="layers", num_layers=1, candidates=[],
+                    peft_params=0, budget_params=1, base_params=1, head_params=0,
+                    settings={"run": {"text_column": "review", "layers_path": "enc.layers"},
+                              "train": {"max_length": 32}})  # fmt: skip
+    same = parse(["train", "--recipe", "r.json"])
+    _from_recipe(same, recipe)
+    assert (same.text_column, same.layers_path, same.max_length) == ("review", "enc.layers", 32)
+    other = parse(["train", "--recipe", "r.json", "--task", "new.csv"])
+    _from_recipe(other, recipe)
+    assert (other.text_column, other.layers_path, other.max_length) == (None, "enc.layers", 32)
+    model = parse(["train", "--recipe", "r.json", "--model", "./other"])
+    _from_recipe(model, recipe)
+    assert (model.text_column, model.layers_path) == ("review", None)

@@ -159,3 +159,19 @@ def test_search_on_mpnet_small_slice_runs_offline(tmp_path, monkeypatch):
     assert {s.layer for s in recipe.candidates} <= set(range(12)) and recipe.candidates
     assert results["sizes"]["train"] == 96
     assert 0 <= results["test"]["test_accuracy"] <= 1
+
+
+def test_naming_a_local_base_never_unpacks_mpnet(tmp_path, monkeypatch):
+    """An export of a run on a local model looks for the built-ins' folders without writing 840 MB."""
+    from prunepeft.handover import peft_export
+
+    calls = []
+
+    def not_unpacked(unpack=True):
+        calls.append(unpack)
+        if unpack:
+            raise AssertionError("portable_base would unpack mpnet")
+        raise ModelError("the built-in model 'mpnet' is not unpacked yet.")
+
+    monkeypatch.setattr(peft_export, "mpnet_folder", not_unpacked)
+    assert portable_base(str(tmp_path)) == str(tmp_path.resolve()) and calls == [False]

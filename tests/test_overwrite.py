@@ -129,10 +129,12 @@ def test_bad_input_after_the_start_leaves_the_working_folder_in_place(tmp_path, 
 def test_a_finished_search_holds_only_what_prunepeft_writes(searched):
     assert is_run(str(searched)) and foreign_entries(str(searched)) == []
     (searched / "notes.txt").write_text("mine")
+    (searched / ".prunepeft-export-x1y2").mkdir()  # the scratch folder of an export killed mid-write
     try:
         assert foreign_entries(str(searched)) == ["notes.txt"]
     finally:
         (searched / "notes.txt").unlink()
+        (searched / ".prunepeft-export-x1y2").rmdir()
 
 
 def test_clearing_a_multi_budget_run_keeps_what_is_not_ours(tmp_path):

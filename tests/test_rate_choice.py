@@ -1,5 +1,6 @@
 """The final training's learning rate, chosen on validation by short probes (runs.rate_choice)."""
 
+import dataclasses
 import json
 import math
 import random
@@ -222,3 +223,17 @@ def test_a_default_search_chooses_records_and_trains_at_its_rate(tiny_bert_dir, 
     assert main(["train", "--recipe", str(out / "recipe.json"), "--output-dir", str(again), *small]) == 0
     retrained = json.loads((again / "results.json").read_text())["learning_rate"]
     assert retrained["source"] == "recipe" and retrained["rate"] == record["rate"]
+
+
+def test_a_recorded_rate_is_reused_only_on_the_inputs_it_was_chosen_on():
+    from prunepeft.runs.rate_choice import chosen_on_these_inputs
+
+    train = TrainSettings(learning_rate=None, epochs=3, batch_size=32, max_length=64, seed=1)
+    recipe = _recipe()
+    recipe.settings = {"run": {"max_train_samples": 400}, "train": dataclasses.asdict(train)}
+    opts = RunOptions(model="m", task="t", max_train_samples=400)
+    assert chosen_on_these_inputs(recipe, opts, train)
+    assert not chosen_on_these_inputs(recipe, dataclasses.replace(opts, task="other.csv"), train)
+    assert not chosen_on_these_inputs(recipe, dataclasses.replace(opts, max_train_samples=None), train)
+    for change in ({"epochs": 1}, {"batch_size": 16}, {"max_length": 128}, {"seed": 2}):
+        assert not chosen_on_these_inputs(recipe, opts, dataclasses.replace(train, **change)), change

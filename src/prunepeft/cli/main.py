@@ -162,12 +162,19 @@ RECIPE_SETTINGS = (
 )  # fmt: skip
 
 
+MODEL_SETTINGS = ("layers_path", "gguf_file", "target")  # they describe the recipe's model, not the task
+
+
 def _from_recipe(args, recipe) -> None:
-    """The recipe's model, task, data settings and --max-length, where the command line gives none."""
+    """The recipe's model, task, data settings and --max-length, where the command line gives none: the data
+    settings only when --task is not given (another task has its own columns), the model's only without --model."""
     run, given = recipe.settings.get("run", {}), getattr(args, "given", set())
     saved = {name: run.get(name) for name in RECIPE_SETTINGS}
     saved["target"] = [f"{role}={'+'.join(names)}" for role, names in (run.get("targets") or {}).items()]
     saved["max_length"] = recipe.settings.get("train", {}).get("max_length")
+    for name in list(saved):
+        if ("model" if name in MODEL_SETTINGS else "task") in given and name != "max_length":
+            del saved[name]
     used = []
     for name, value in saved.items():
         if name not in given and value not in (None, []) and getattr(args, name) != value:

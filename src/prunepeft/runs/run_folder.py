@@ -25,6 +25,7 @@ RUN_FILES = (
 )  # fmt: skip
 # The Trainer's working folders of each phase, and where `prunepeft export` writes by default.
 RUN_DIRS = ("_warmup", "_search", "_probe", "_final", "peft", "merged")
+EXPORT_SCRATCH = ".prunepeft-export-"  # handover.peft_export's scratch folder (left by a killed export)
 # A baseline saves its model with save_pretrained: peft's adapter folder (with the model card peft writes), or,
 # for full fine-tuning, the whole model (sharded when large).
 BASELINE_FILES = {
@@ -68,7 +69,7 @@ def _is_ours(folder: str, name: str, files: set[str], budget_folders: set[str]) 
     if not os.path.isdir(path) or os.path.islink(path):
         stem = name.removesuffix(".tmp")  # a file caught mid-write (written under a temporary name, then renamed)
         return stem in files or ("model.safetensors" in files and bool(_SHARD.fullmatch(stem)))
-    if name in RUN_DIRS:
+    if name in RUN_DIRS or name.startswith(EXPORT_SCRATCH):
         return True
     return name in budget_folders and not foreign_entries(path)
 
