@@ -145,13 +145,17 @@ def test_train_recipe_reuses_the_searchs_rate_on_its_own_task_and_probes_on_anot
     assert train.learning_rate == 1e-3 and recipe.settings["learning_rate"]["source"] == "recipe"
     _fake_probes(monkeypatch, {5e-4: 0.90, 1e-3: 0.79, 3e-3: 0.78}, seen)
     _, train = recipe_rate(opts, found, _task(), TrainSettings(learning_rate=None), {}, same_inputs=False)
+    assert train.learning_rate == 1e-3 and len(seen) == 3  # other inputs, no auto: the default rate, no probes
+    auto = TrainSettings(learning_rate=None, choose_rate=True)
+    _, train = recipe_rate(opts, found, _task(), auto, {}, same_inputs=False)
     assert train.learning_rate == 5e-4 and len(seen) == 6
 
 
 @pytest.mark.parametrize(
     ("argv", "rate"),
     [
-        (["search"], None),
+        (["search"], 1e-3),  # a fixed default: short probes favour the largest rate (runs.rate_choice)
+        (["search", "--learning-rate", "auto"], None),
         (["search", "--learning-rate", "2e-3"], 2e-3),
         (["train", "--recipe", "r.json"], None),
         (["train", "--method", "lora"], 1e-3),  # baselines keep their fixed rate
@@ -194,7 +198,7 @@ def _winner(record: dict) -> float:
     return max(probes, key=lambda p: (p["metric"], -p["loss"]))["learning_rate"]
 
 
-def test_a_default_search_chooses_records_and_trains_at_its_rate(tiny_bert_dir, csv_task, tmp_path, monkeypatch):
+def test_an_auto_search_chooses_records_and_trains_at_its_rate(tiny_bert_dir, csv_task, tmp_path, monkeypatch):
     import prunepeft.runs.search as search_module
 
     used = []
@@ -203,7 +207,8 @@ def test_a_default_search_chooses_records_and_trains_at_its_rate(tiny_bert_dir, 
     out = tmp_path / "run"
     small = ["--epochs", "1", "--batch-size", "16", "--max-length", "16", "--no-progress"]
     args = ["search", "--model", tiny_bert_dir, "--task", csv_task, "--output-dir", str(out), *small,
-            "--lora-rank", "4", "--bottleneck-size", "8", "--round-epochs", "0.5", "--budget", "2000"]  # fmt: skip
+            "--lora-rank", "4", "--bottleneck-size", "8", "--round-epochs", "0.5", "--budget", "2000",
+            "--learning-rate", "auto"]  # fmt: skip
     assert main(args) == 0
     results = json.loads((out / "results.json").read_text())
     record = results["learning_rate"]

@@ -204,7 +204,6 @@ FORMER_DEFAULTS = (  # oldest first: a flag written out by an older change is no
     ("0.2.0", (("train",), ("--method", "supernet")), "--space", "paper"),
     ("0.3.0", (("search",),), "--space", "attention"),
     ("0.3.0", (("search",),), "--lora-slices", "1"),
-    ("0.3.0", (("search",),), "--learning-rate", "0.001"),
     ("0.3.0", (("train",), ("--method", "supernet")), "--space", "attention"),
     ("0.3.0", (("train",), ("--method", "supernet")), "--lora-slices", "1"),
 )

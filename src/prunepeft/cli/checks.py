@@ -91,7 +91,7 @@ def preflight(args) -> None:
                 check_budget(budget.strip())
     for flag, value, ok in (
         ("--epochs", args.epochs, args.epochs > 0),
-        ("--learning-rate", args.learning_rate, args.learning_rate is None or args.learning_rate > 0),
+        ("--learning-rate", args.learning_rate, args.learning_rate in (None, "auto") or args.learning_rate > 0),
         ("--batch-size", args.batch_size, args.batch_size >= 1),
         ("--max-length", args.max_length, args.max_length >= 2),
     ):

@@ -36,10 +36,11 @@ def _options(args):
 def _train_settings(args):
     from prunepeft.runs.training import TrainSettings
 
-    train = _fill(TrainSettings, args, progress=not args.no_progress)
-    if train.learning_rate is None and args.command == "train" and args.method != "recipe":
-        return dataclasses.replace(train, learning_rate=TrainSettings.learning_rate)  # baselines: a fixed rate
-    return train
+    auto = args.learning_rate == "auto"
+    rate = None if auto else args.learning_rate
+    if rate is None and not (args.command == "train" and args.method == "recipe"):
+        rate = None if auto else TrainSettings.learning_rate  # a fixed default, unless chosen on validation
+    return _fill(TrainSettings, args, progress=not args.no_progress, learning_rate=rate, choose_rate=auto)
 
 
 def run(args) -> dict | None:

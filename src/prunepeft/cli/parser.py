@@ -125,9 +125,10 @@ def _common(p: argparse.ArgumentParser, recipe: bool = False) -> None:
     t.add_argument("--seed", type=int, default=0, help="random seed of training (the data split never changes)")
     t.add_argument("--epochs", type=float, default=3.0, help="epochs of the final training")
     t.add_argument(
-        "--learning-rate", type=float, default=None,
-        help="peak learning rate (AdamW). Not given: a search (and train --recipe) chooses it on validation with "
-        "short probes at 5e-4, 1e-3 and 3e-3 (train --recipe reuses its search's choice); baselines train at 1e-3",
+        "--learning-rate", type=_rate, default=None, metavar="RATE|auto",
+        help="peak learning rate (AdamW); 1e-3 when not given (train --recipe: the rate its search trained at). "
+        "'auto': the search chooses it on validation with short probes at 5e-4, 1e-3 and 3e-3 (docs/method.md: "
+        "on small data short probes favour the largest rate, so this is not the default)",
     )  # fmt: skip
     t.add_argument("--batch-size", type=int, default=32, help="examples per training step")
     t.add_argument(
@@ -151,6 +152,16 @@ def _common(p: argparse.ArgumentParser, recipe: bool = False) -> None:
     o.add_argument("--config", help="a YAML file of settings (flag names as keys); flags given here win")
     o.add_argument("--no-progress", action="store_true", help="hide every progress bar (logs keep a line per phase)")
     o.add_argument("--debug", action="store_true", help="show full tracebacks")
+
+
+def _rate(text: str) -> float | str:
+    """A learning rate, or 'auto' (chosen on validation)."""
+    if text == "auto":
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number or 'auto' (e.g. 1e-3)") from None
 
 
 def _space_flags(p: argparse.ArgumentParser) -> None:

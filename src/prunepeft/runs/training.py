@@ -27,7 +27,8 @@ _TRANSFORMERS_5 = int(_transformers_version.split(".")[0]) >= 5
 @dataclass
 class TrainSettings:
     epochs: float = 3.0
-    learning_rate: float | None = 1e-3  # None: chosen on validation before the final training (runs.rate_choice)
+    learning_rate: float | None = 1e-3  # None: chosen on validation (choose_rate) or a recipe's own rate
+    choose_rate: bool = False  # --learning-rate auto: probes on validation choose it (runs.rate_choice)
     batch_size: int = 32
     max_length: int = 128
     warmup: float = 0.06  # fraction of the steps with linear warm-up
