@@ -7,11 +7,11 @@ class after 20 steps (so those probes lost), and seed 0's final training at 3e-3
 against 0.724 for LoRA q,k,v,o at 1e-3; the probes also cost 0.38 of the final training. Short probes favour the
 largest rate; a rule that avoids that needs probes nearly as long as the training they judge.
 
-The rule with ``auto``: each rate of the grid {5e-4, 1e-3, 3e-3} (the grid the bench gives peft LoRA baselines, a factor 2-3
-either side of the customary LoRA rate 1e-3) trains the found configuration from a fresh initialisation for a short
-probe with the final training's schedule shape (warm-up then linear decay, compressed to the probe's length), and
-the rate with the best validation metric wins, validation loss breaking ties; a probe whose loss is not finite, or
-that predicts a single class on validation while the validation split holds several, loses.
+The rule with ``auto``: each rate of the grid {5e-4, 1e-3, 3e-3} (the grid the bench gives peft LoRA baselines, a
+factor 2-3 either side of the customary LoRA rate 1e-3) trains the found configuration from a fresh initialisation
+for a short probe with the final training's schedule shape (warm-up then linear decay, compressed to the probe's
+length), and the rate with the best validation metric wins, validation loss breaking ties; a probe whose loss is not
+finite, or that predicts a single class on validation while the validation split holds several, loses.
 
 * Probe length: max(MIN_PROBE_STEPS, PROBE_SHARE of the final training's steps), capped at one epoch (and at the
   final training itself). On Rotten Tomatoes' whole split (10,329 rows, batch 32, 3 epochs: 969 steps) that is 25
