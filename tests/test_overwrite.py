@@ -254,13 +254,12 @@ def test_a_space_with_adapters_says_how_its_result_loads(capsys):
 
 
 @pytest.mark.parametrize(
-    "where,done,expected",
-    [("warm-up turn 3 of 3 (step 24)", {"_warmup"}, "after the warm-up had finished"),
-     ("warm-up turn 2 of 3 (step 16)", set(), "after step 16 (warm-up turn 2 of 3)"),
-     ("final training epoch 2 of 2 (step 30)", {"_warmup", "_search", "_final"}, "after the final training had"),
-     ("round 1 of about 4", set(), "during round 1 of about 4")],
+    "where,finished,expected",
+    [("warm-up turn 3 of 3 (step 24)", "warm-up turn 3 of 3", "just after warm-up turn 3 of 3 had finished"),
+     ("warm-up turn 2 of 3 (step 16)", None, "during warm-up turn 2 of 3 (step 16)"),
+     ("round 1 of about 4", "warm-up turn 3 of 3", "during round 1 of about 4")],
 )  # fmt: skip
-def test_an_interruption_names_the_phase_in_progress(monkeypatch, where, done, expected):
+def test_an_interruption_names_the_phase_in_progress(monkeypatch, where, finished, expected):
     import signal
     from types import SimpleNamespace
 
@@ -268,6 +267,6 @@ def test_an_interruption_names_the_phase_in_progress(monkeypatch, where, done, e
     from prunepeft.common.progress import PLAN
 
     monkeypatch.setattr(PLAN, "where", where)
-    monkeypatch.setattr(PLAN, "phases_done", done)
+    monkeypatch.setattr(PLAN, "finished", (where, finished) if finished == where.split(" (")[0] else None)
     args = SimpleNamespace(command="search", resume="runs/x")
     assert f"stopped by SIGINT {expected}" in _interrupted_message(args, signal.SIGINT)[0]

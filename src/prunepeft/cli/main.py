@@ -10,7 +10,6 @@ import argparse
 import dataclasses
 import logging
 import os
-import re
 import signal
 import sys
 
@@ -235,29 +234,11 @@ def is_user_error(err: BaseException) -> bool:
 
 
 # The phase a progress unit belongs to (as common.progress names the Trainer's folders), by the unit's first words
-_UNIT_PHASES = (("warm-up turn", "_warmup"), ("round", "_search"), ("final training epoch", "_final"),
-                ("training epoch", "_final"))  # fmt: skip
-_FINISHED = {"_warmup": "the warm-up", "_search": "the search rounds", "_final": "the final training"}
-
-
-def _stopped_when() -> str:
-    """When the run stopped, from the progress record: the unit in progress names its latest finished step
-    ("round 2 of about 5 (step 40)"), and a phase whose Trainer has ended is named as finished."""
-    from prunepeft.common.progress import PLAN
-
-    match = re.fullmatch(r"(.+) \(step (\d+)\)", PLAN.where)
-    if not match:
-        return f"during {PLAN.where}"
-    unit, step = match.groups()
-    phase = next((phase for words, phase in _UNIT_PHASES if unit.startswith(words)), None)
-    if phase in PLAN.phases_done:
-        return f"after {_FINISHED[phase]} had finished"
-    return f"after step {step} ({unit})"
-
-
 def _interrupted_message(args, signum: int) -> list[str]:
     name = signal.Signals(signum).name
-    where = _stopped_when()
+    from prunepeft.common.progress import PLAN
+
+    where = PLAN.stopped_when()
     command = getattr(args, "command", None)
     if command == "search":
         out = args.resume or output_dir_of(args)
