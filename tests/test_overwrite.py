@@ -154,16 +154,6 @@ def test_clearing_a_multi_budget_run_keeps_what_is_not_ours(tmp_path):
     assert (out / "1pct" / "notes.txt").read_text() == "mine"
 
 
-def test_the_budget_folder_names_match_the_search():
-    from prunepeft.runs.baselines import PEFT_METHODS
-    from prunepeft.runs.find_recipe import budget_dir as search_budget_dir
-    from prunepeft.runs.run_folder import PEFT_BASELINES
-
-    for label in ("2%", "0.5%", "200000", "0.01", "1/2"):
-        assert budget_dir(label) == search_budget_dir(label)
-    assert PEFT_BASELINES == PEFT_METHODS
-
-
 # ------------------------------------------------------------------------------- train --recipe
 
 

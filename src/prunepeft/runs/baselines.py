@@ -19,9 +19,10 @@ from prunepeft.method.recipe import Recipe, write_json_atomic
 from prunepeft.runs.checkpoints import save_run_config
 from prunepeft.runs.final_training import cleanup, final_train, fit_and_test, summarise, trainable_line
 from prunepeft.runs.options import RunError, RunOptions, build_model, load_data, prepare_output
+from prunepeft.runs.run_folder import PEFT_BASELINES
 from prunepeft.runs.training import TrainSettings, steps_per_epoch
 
-PEFT_METHODS = ("lora", "dora", "adalora")
+PEFT_METHODS = PEFT_BASELINES  # peft's own methods (run_folder knows the files they write)
 OUR_METHODS = ("adapter", "supernet")
 METHODS = ("full", *PEFT_METHODS, *OUR_METHODS)
 

@@ -46,6 +46,7 @@ from prunepeft.runs.options import (
     build_model,
     peak_memory,
 )
+from prunepeft.runs.run_folder import budget_dir
 from prunepeft.runs.training import TrainSettings, make_trainer, steps_per_epoch, timed_train
 
 LOG = "search_log.jsonl"
@@ -76,11 +77,6 @@ def budget_labels(settings: SearchSettings) -> list[str]:
     if chosen and len(labels) == 1:
         raise BudgetError("--train-budgets chooses among several budgets; --budget gives only one.")
     return labels
-
-
-def budget_dir(label: str) -> str:
-    """The sub-folder of one budget: its text with '%' spelled out ("0.5%" -> "0.5pct")."""
-    return label.replace("%", "pct").replace("/", "_")
 
 
 def _search_data(task: TaskData, settings: SearchSettings, train: TrainSettings) -> TaskData:
