@@ -28,7 +28,8 @@ def specs(draw):
 
 @st.composite
 def recipes(draw):
-    candidates = draw(st.lists(specs(), max_size=12))
+    # one candidate per (layer, kind): a recipe holds what is trained, its LoRA slices already merged per location
+    candidates = draw(st.lists(specs(), max_size=12, unique_by=lambda s: (s.layer, s.kind)))
     return Recipe(
         model=draw(names), task=draw(names), num_labels=draw(st.integers(1, 10)), layers_path=draw(names),
         num_layers=max([c.layer for c in candidates], default=0) + 1, candidates=candidates,
