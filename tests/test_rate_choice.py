@@ -128,7 +128,7 @@ def test_learning_rate_fixes_the_rate_without_probes(monkeypatch, tmp_path):
     )
     assert train.learning_rate == 2e-3 and "rate_choice_s" not in timings
     assert recipe.settings["learning_rate"] == {"rate": 2e-3, "source": "--learning-rate",
-                                                "reason": "fixed by --learning-rate"}  # fmt: skip
+                                                "reason": "fixed (--learning-rate, 1e-3 when not given)"}  # fmt: skip
 
 
 def test_train_recipe_reuses_the_searchs_rate_on_its_own_task_and_probes_on_another(monkeypatch, tmp_path):

@@ -98,7 +98,11 @@ def settle_rate(
     """The final training's rate for a search: --learning-rate, else the choice its recipe already records (a
     resumed run), else the probes'. Returns the recipe with the record (saved) and the settings at that rate."""
     if train.learning_rate is not None:
-        record = {"rate": train.learning_rate, "source": "--learning-rate", "reason": "fixed by --learning-rate"}
+        record = {
+            "rate": train.learning_rate,
+            "source": "--learning-rate",
+            "reason": "fixed (--learning-rate, 1e-3 when not given)",
+        }
         return _recorded(opts, recipe, record), train
     record = recipe.settings.get(RECORD)
     if not (record and record.get("source") == PROBES):
