@@ -17,12 +17,15 @@ def test_rounds_follow_the_data_up_to_the_cap():
     assert _round_steps(plain, 2_000, 32) == _round_steps(capped, 2_000, 32) == 9  # the benches' slice: unchanged
 
 
-def test_a_low_fidelity_round_is_that_fraction_of_a_default_round():
+def test_a_low_fidelity_round_is_that_fraction_of_a_default_round_but_never_under_the_minimum():
+    from prunepeft.method.criteria import MIN_STEPS
+
+    assert MIN_STEPS == 8
     low = SearchSettings(search_fraction=0.1)
-    assert _round_steps(low, 1_033, 32) == 3  # Rotten Tomatoes' whole split at 0.1: a tenth of 32 steps, not 5
-    assert _round_steps(low, 200, 32) == 1  # a 2,000-row slice at 0.1: a tenth of 9 steps
+    assert _round_steps(low, 1_033, 32) == 8  # Rotten Tomatoes' whole split at 0.1: a tenth of 32 steps, raised to 8
+    assert _round_steps(low, 200, 32) == 8  # a 2,000-row slice at 0.1: a tenth of 9 steps, raised to 8
     assert _round_steps(SearchSettings(search_fraction=0.5), 5_165, 32) == 16  # half the cap
-    assert _round_steps(SearchSettings(search_fraction=0.1, round_max_steps=0), 1_033, 32) == 5  # uncapped
+    assert _round_steps(SearchSettings(search_fraction=0.5, round_max_steps=0), 5_165, 32) == 24  # uncapped
 
 
 def _task(n):
@@ -35,7 +38,9 @@ def test_the_search_scores_no_validation_rows_unless_asked_and_never_the_test_sp
     quiet = _search_data(_task(1000), SearchSettings(), train)
     assert len(quiet.train) == 1000 and len(quiet.validation) == 0 and len(quiet.test) == 0
     logged = _search_data(_task(1000), SearchSettings(eval_samples=256), train)
-    assert len(logged.validation) == 160 and len(logged.test) == 0  # at most what a round trains on (5 x 32)
+    assert len(logged.validation) == 256 and len(logged.test) == 0  # at most what a round trains on (8 x 32)
+    fewer = _search_data(_task(1000), SearchSettings(eval_samples=256, round_max_steps=0), TrainSettings(batch_size=16))
+    assert len(fewer.validation) == 9 * 16  # a round of 0.15 x 63 steps at batch 16: 144 rows, under the 256 asked
 
 
 class _Rounds:
