@@ -66,15 +66,18 @@ def check() -> None:
         raise Interrupted(_RECEIVED[-1])
 
 
-def map_fingerprints(function, datasets: Sequence, *settings) -> list[str]:
+def map_fingerprints(function, datasets: Sequence, *settings, key=None) -> list[str]:
     """The fingerprint of ``dataset.map(function, ...)`` for each dataset, to pass as its ``new_fingerprint``:
     datasets' hash of the function (the same value each run, so its cache files are found again) computed here,
     where an interrupt propagates, and once for all the datasets. ``settings``: the map's other arguments that
-    change its output. A function that cannot be pickled gets a random hash, as datasets itself gives it."""
+    change its output. ``key``: what determines the function's output, hashed instead of the function itself
+    (a closure over a tokenizer pickles the tokenizer's mutable state, which some datasets releases hash
+    differently once the tokenizer has been used). A function that cannot be pickled gets a random hash, as
+    datasets itself gives it."""
     from datasets.fingerprint import Hasher, generate_random_fingerprint
 
     try:
-        function_hash = Hasher.hash(function)
+        function_hash = Hasher.hash(function if key is None else key)
     except Exception:  # pickle and dill raise many kinds; an interrupt (not an Exception) goes on up
         function_hash = generate_random_fingerprint()
     return [Hasher.hash([ds._fingerprint, function_hash, *settings]) for ds in datasets]

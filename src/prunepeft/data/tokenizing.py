@@ -26,7 +26,8 @@ def tokenize_task(task: TaskData, tokenizer: Any, max_length: int) -> dict[str, 
     out: dict[str, datasets.Dataset] = {}
     splits = ("train", "validation", "test")
     # computed by us, not by datasets, where a Ctrl-C would be lost (see common.interrupts)
-    fingerprints = map_fingerprints(encode, [getattr(task, split) for split in splits], "batched")
+    key = ["encode", type(tokenizer).__name__, sorted(tokenizer.get_vocab().items()), max_length, pair]
+    fingerprints = map_fingerprints(encode, [getattr(task, split) for split in splits], "batched", key=key)
     for split, fingerprint in zip(splits, fingerprints, strict=True):
         ds: datasets.Dataset = getattr(task, split)
         text_cols = [c for c in ("text", "text_pair") if c in ds.column_names]
