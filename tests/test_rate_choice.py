@@ -3,7 +3,6 @@
 import dataclasses
 import json
 import math
-import random
 
 import datasets
 import pytest
@@ -17,6 +16,7 @@ from prunepeft.runs.options import RunOptions
 from prunepeft.runs.rate_choice import GRID, Probe, pick, probe_steps, recipe_rate, settle_rate
 from prunepeft.runs.search import _curve
 from prunepeft.runs.training import TrainSettings
+from test_search import csv_task  # noqa: F401  (fixture)
 
 NAN = float("nan")
 
@@ -174,22 +174,6 @@ def test_a_multi_budget_curve_counts_each_budgets_probes_as_search():
     assert curve["time_s"]["search_to_train_ratio"] == pytest.approx((3.0 + 2.0) / 15.0, abs=1e-4)
 
 
-GOOD = "good great fine lovely superb fun moving".split()
-BAD = "bad awful dull boring weak poor messy".split()
-
-
-@pytest.fixture(scope="module")
-def csv_task(tmp_path_factory) -> str:
-    rng = random.Random(0)
-    rows = ["text,label"]
-    for i in range(240):
-        words = rng.choices(GOOD if i % 2 else BAD, k=4) + rng.choices(GOOD + BAD, k=2)
-        rows.append(f"{' '.join(words)} film {i},{i % 2}")
-    path = tmp_path_factory.mktemp("data") / "toy.csv"
-    path.write_text("\n".join(rows) + "\n")
-    return str(path)
-
-
 def _winner(record: dict) -> float:
     """The rule, applied to what the record shows (its own code path is not used)."""
     probes = [p for p in record["probes"] if not p["lost"]] or [
@@ -198,7 +182,7 @@ def _winner(record: dict) -> float:
     return max(probes, key=lambda p: (p["metric"], -p["loss"]))["learning_rate"]
 
 
-def test_an_auto_search_chooses_records_and_trains_at_its_rate(tiny_bert_dir, csv_task, tmp_path, monkeypatch):
+def test_an_auto_search_chooses_records_and_trains_at_its_rate(tiny_bert_dir, csv_task, tmp_path, monkeypatch):  # noqa: F811
     import prunepeft.runs.search as search_module
 
     used = []
