@@ -7,28 +7,19 @@ A kill at any moment therefore leaves either a complete checkpoint or one that i
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
 
 from prunepeft.common.distributed import is_main_process
 from prunepeft.method.recipe import write_json_atomic
-from prunepeft.runs.run_folder import RUN_CONFIG
+from prunepeft.runs.run_folder import RUN_CONFIG, read_json
 
 SEARCH_STATE = "search_state.json"
 
 
 class ResumeError(RuntimeError):
     """The run cannot be resumed as it is on disk."""
-
-
-def read_json(path: str) -> dict | None:
-    try:
-        with open(path, encoding="utf-8") as fh:
-            return json.load(fh)
-    except (OSError, json.JSONDecodeError):
-        return None
 
 
 def latest_checkpoint(folder: str, need: str | None = None) -> str | None:

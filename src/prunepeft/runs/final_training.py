@@ -21,7 +21,7 @@ from prunepeft.handover.load import save_weights
 from prunepeft.method.backbone import LoadedModel, count_params, label_maps, load_model
 from prunepeft.method.candidates import attach_all
 from prunepeft.method.recipe import Recipe, write_json_atomic
-from prunepeft.runs.checkpoints import latest_checkpoint, read_json, remove_tree, save_run_config, verify_checkpoint
+from prunepeft.runs.checkpoints import latest_checkpoint, remove_tree, save_run_config, verify_checkpoint
 from prunepeft.runs.options import (
     RunError,
     RunOptions,
@@ -32,6 +32,7 @@ from prunepeft.runs.options import (
     prepare_output,
 )
 from prunepeft.runs.rate_choice import chosen_on_these_inputs, recipe_rate
+from prunepeft.runs.run_folder import read_json
 from prunepeft.runs.training import TrainSettings, make_trainer, timed_train
 
 

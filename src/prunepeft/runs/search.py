@@ -28,7 +28,7 @@ from prunepeft.method.pruner import (
     SearchSettings,
 )
 from prunepeft.method.recipe import Recipe, write_json_atomic
-from prunepeft.runs.checkpoints import read_json, save_run_config
+from prunepeft.runs.checkpoints import save_run_config
 from prunepeft.runs.final_training import final_train
 from prunepeft.runs.find_recipe import budget_labels, find_recipe, find_recipes, search_settings
 from prunepeft.runs.options import (
@@ -39,7 +39,7 @@ from prunepeft.runs.options import (
     prepare_output,
 )
 from prunepeft.runs.rate_choice import for_search, settle_rate
-from prunepeft.runs.run_folder import budget_dir, clear_run, resumable_config
+from prunepeft.runs.run_folder import budget_dir, clear_run, read_json, resumable_config
 from prunepeft.runs.training import TrainSettings
 
 BUDGETS = "budgets.json"  # a multi-budget search: written once the search has finished
