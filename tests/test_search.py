@@ -176,16 +176,16 @@ def test_save_and_load_give_identical_logits(tiny_bert_dir, tmp_path):
     freeze_for_peft(model, loaded.head_names)
     mm = map_model(model)
     specs = build_space(mm, SpaceSettings(space="extended", lora_rank=2, bottleneck_size=4))[::3]
-    attach_all(model, specs)
+    recipe = Recipe(
+        model=tiny_bert_dir, task="x", num_labels=2, layers_path=mm.layers_path, num_layers=mm.num_layers,
+        candidates=specs, peft_params=0, budget_params=0, base_params=0, head_params=0,
+    )  # fmt: skip
+    attach_all(model, recipe.candidates)  # as trained: kept slices merged per location
     torch.manual_seed(1)
     with torch.no_grad():
         for p in model.parameters():
             if p.requires_grad:
                 p.normal_()
-    recipe = Recipe(
-        model=tiny_bert_dir, task="x", num_labels=2, layers_path=mm.layers_path, num_layers=mm.num_layers,
-        candidates=specs, peft_params=0, budget_params=0, base_params=0, head_params=0,
-    )  # fmt: skip
     recipe.save(str(tmp_path / "recipe.json"))
     save_weights(model, str(tmp_path))
     again = prunepeft.load(None, str(tmp_path))

@@ -12,7 +12,7 @@ from transformers import (
 
 from conftest import tiny_bert, tiny_llama
 from prunepeft.method.candidates import SpaceError, SpaceSettings, attach, attach_all, build_space, detach, map_model
-from prunepeft.method.modules import LoraLinear, ParallelAdapter, SerialAdapter
+from prunepeft.method.modules import ParallelAdapter, SerialAdapter, SlicedLoraLinear
 from prunepeft.method.pruner import drop_from_optimizer
 
 SMALL = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64, vocab_size=100)
@@ -124,12 +124,12 @@ def test_attach_detach_restores_model_exactly():
     cands = attach_all(model, specs)
     ffn_out = model.get_submodule("bert.encoder.layer.0.output.dense")
     assert isinstance(ffn_out, SerialAdapter) and isinstance(ffn_out.base, ParallelAdapter)
-    assert isinstance(ffn_out.base.base, LoraLinear)
+    assert isinstance(ffn_out.base.base, SlicedLoraLinear)  # the location's slices share one wrapper
     torch.testing.assert_close(model(input_ids=x).logits, ref)  # every candidate starts as identity
     # remove from the middle of a chain first, then the rest
     by_name = {c.spec.name: c for c in cands}
     detach(model, by_name.pop("L0.parallel_ffn"))
-    assert model.get_submodule("bert.encoder.layer.0.output.dense").base.__class__ is LoraLinear
+    assert model.get_submodule("bert.encoder.layer.0.output.dense").base.__class__ is SlicedLoraLinear
     for cand in by_name.values():
         detach(model, cand)
     assert {n: m for n, m in model.named_modules() if isinstance(m, nn.Linear)} == originals
@@ -244,6 +244,43 @@ def test_slices_are_one_lora_of_the_summed_rank():
             w.lora_A.weight.copy_(torch.cat([a for a, _ in stacks[target]], 0))
             w.lora_B.weight.copy_(torch.cat([b for _, b in stacks[target]], 1))
     torch.testing.assert_close(model(input_ids=x).logits, out_sliced)
+
+
+def test_each_slice_is_observed_alone_and_removing_one_leaves_the_others():
+    """A location's slices run as one LoRA, yet each slice's observer gets that slice's own output (what the
+    activation criterion scores); a removed slice stops contributing and leaves the optimizer, the others are kept."""
+    torch.manual_seed(0)
+    model = tiny_bert(layers=1)
+    specs = [s for s in build_space(map_model(model), SpaceSettings(lora_rank=6, lora_slices=3)) if s.layer == 0]
+    cands = {c.spec.name: c for c in attach_all(model, [s for s in specs if s.kind == "lora_qkvo"])}
+    query = model.get_submodule("bert.encoder.layer.0.attention.self.query")
+    assert isinstance(query, SlicedLoraLinear) and list(query.slices) == ["s0", "s1", "s2"]
+    for cand in cands.values():
+        for w in cand.wrappers:
+            nn.init.normal_(w.lora_B.weight)
+    x = torch.randn(3, 5, query.in_features)
+    seen = {}
+    for name, cand in cands.items():
+        cand.wrappers[0].observer = lambda delta, name=name: seen.setdefault(name, delta)
+    out = query(x)
+    base = query.base(x)
+    alone = {n: c.wrappers[0].lora_B(c.wrappers[0].lora_A(x)) * query.scaling for n, c in cands.items()}
+    torch.testing.assert_close(out, base + sum(alone.values()))
+    for name in cands:
+        torch.testing.assert_close(seen[name], alone[name])
+    with torch.no_grad():  # evaluation passes are not observed
+        seen.clear()
+        query(x)
+    assert seen == {}
+    gone = cands.pop("L0.lora_qkvo.s1")
+    detach(model, gone)
+    assert list(query.slices) == ["s0", "s2"]
+    assert model.get_submodule("bert.encoder.layer.0.attention.self.query") is query
+    torch.testing.assert_close(query(x), base + alone["L0.lora_qkvo.s0"] + alone["L0.lora_qkvo.s2"])
+    assert not any(p is q for p in gone.parameters() for q in model.parameters())
+    for cand in cands.values():
+        detach(model, cand)
+    assert isinstance(model.get_submodule("bert.encoder.layer.0.attention.self.query"), nn.Linear)
 
 
 def test_merging_keeps_other_candidates_and_refuses_mismatched_slices():

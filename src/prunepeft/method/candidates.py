@@ -22,7 +22,7 @@ from prunepeft.method.model_map import (  # noqa: F401  (the map is imported wit
     find_blocks,
     map_model,
 )
-from prunepeft.method.modules import WRAPPERS, LoraLinear, ParallelAdapter, SerialAdapter
+from prunepeft.method.modules import WRAPPERS, LoraLinear, ParallelAdapter, SerialAdapter, SlicedLoraLinear
 from prunepeft.method.modules.adapter import ACTIVATIONS
 
 
@@ -252,34 +252,71 @@ def _make_wrapper(spec: CandidateSpec, base: nn.Module) -> nn.Module:
     raise SpaceError(f"unknown candidate module {spec.module!r}")
 
 
+def is_slice(spec: CandidateSpec) -> bool:
+    """A LoRA slice: one of several candidates sharing a location (``L3.lora_qkvo.s1``)."""
+    return spec.module == "lora" and spec.name != location(spec)
+
+
 def attach(model: nn.Module, spec: CandidateSpec) -> Candidate:
-    """Wrap each target Linear (outermost wrapper so far) with a fresh module of the spec's kind."""
+    """Wrap each target Linear (outermost wrapper so far) with a fresh module of the spec's kind. A LoRA slice
+    joins its location's ``SlicedLoraLinear`` on each target (made at the first slice), so that a location's
+    slices cost one LoRA pass, not one each."""
     wrappers = []
     for target in spec.targets:
         parent_name, _, attr = target.rpartition(".")
         parent = model.get_submodule(parent_name)
-        wrapper = _make_wrapper(spec, getattr(parent, attr))
-        setattr(parent, attr, wrapper)
-        wrappers.append(wrapper)
+        if not is_slice(spec):
+            wrapper = _make_wrapper(spec, getattr(parent, attr))
+            setattr(parent, attr, wrapper)
+            wrappers.append(wrapper)
+            continue
+        holder = _sliced_holder(getattr(parent, attr), location(spec))
+        if holder is None:
+            holder = SlicedLoraLinear(getattr(parent, attr), spec.alpha / spec.size, spec.dropout, location(spec))
+            setattr(parent, attr, holder)
+        elif not math.isclose(holder.scaling, spec.alpha / spec.size) or holder.dropout_p != spec.dropout:
+            raise SpaceError(f"LoRA slice {spec.name} differs in scaling or dropout from its location's slices.")
+        wrappers.append(holder.add_slice(spec.name.rpartition(".")[2], spec.size))
     return Candidate(spec, wrappers)
 
 
+def _sliced_holder(module: nn.Module, where: str) -> SlicedLoraLinear | None:
+    """The ``SlicedLoraLinear`` of location ``where`` in a chain of wrappers, if there is one."""
+    while isinstance(module, WRAPPERS):
+        if isinstance(module, SlicedLoraLinear) and module.location == where:
+            return module
+        module = module.base
+    return None
+
+
 def detach(model: nn.Module, candidate: Candidate) -> None:
-    """Unlink the candidate's wrappers, restoring what they wrapped; their parameters leave the model."""
+    """Unlink the candidate's wrappers, restoring what they wrapped; their parameters leave the model. A slice
+    leaves its location's ``SlicedLoraLinear``, which is unlinked with its last slice."""
     for target, wrapper in zip(candidate.spec.targets, candidate.wrappers, strict=True):
         parent_name, _, attr = target.rpartition(".")
         parent = model.get_submodule(parent_name)
-        holder, current = parent, getattr(parent, attr)
-        if current is wrapper:
-            setattr(parent, attr, wrapper.base)
-            continue
-        while isinstance(current, WRAPPERS):  # the wrapper sits further down a chain
-            if current.base is wrapper:
-                current.base = wrapper.base
-                break
-            holder, current = current, current.base
-        else:
-            raise SpaceError(f"candidate {candidate.spec.name} is not attached at {target} (held by {holder})")
+        if is_slice(candidate.spec):
+            holder = _sliced_holder(getattr(parent, attr), location(candidate.spec))
+            if holder is None or wrapper not in holder.slices.values():
+                raise SpaceError(f"candidate {candidate.spec.name} is not attached at {target}")
+            holder.remove_slice(wrapper)
+            if holder.slices:
+                continue
+            wrapper = holder
+        _unlink(parent, attr, wrapper, candidate.spec.name, target)
+
+
+def _unlink(parent: nn.Module, attr: str, wrapper: nn.Module, name: str, target: str) -> None:
+    holder, current = parent, getattr(parent, attr)
+    if current is wrapper:
+        setattr(parent, attr, wrapper.base)
+        return
+    while isinstance(current, WRAPPERS):  # the wrapper sits further down a chain
+        if current.base is wrapper:
+            current.base = wrapper.base
+            return
+        holder, current = current, current.base
+    raise SpaceError(f"candidate {name} is not attached at {target} (held by {holder})")
 
 
 def attach_all(model: nn.Module, specs: list[CandidateSpec]) -> list[Candidate]:
