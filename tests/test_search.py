@@ -293,7 +293,8 @@ def test_own_trainer_warmup_records_activations(tiny_bert_dir):
 
 
 def test_default_unit_sizes_follow_the_budget(tiny_bert_dir, csv_task, tmp_path):
-    """With no size flags every location holds about an equal share of twice the budget, in equal LoRA slices."""
+    """With no size flags every location holds about an equal share of twice the budget, in LoRA slices that
+    differ by at most one rank."""
     from transformers import AutoConfig
 
     from prunepeft.method.candidates import KEEP_SHARE, LORA_SLICES
@@ -316,8 +317,8 @@ def test_default_unit_sizes_follow_the_budget(tiny_bert_dir, csv_task, tmp_path)
     for location, slices in locations.items():
         step = per_rank[location.split(".")[1]]
         rank = math.floor(share / step)  # the largest rank within the share (rounded down)
-        assert len(set(slices)) == 1 and slices[0] == step * max(1, rank // LORA_SLICES), (location, slices)
-        assert share - slices[0] - step < sum(slices) <= share, (location, slices, share)
+        assert sum(slices) == step * rank and max(slices) - min(slices) <= step, (location, slices, rank)
+        assert len(slices) == min(LORA_SLICES, rank), (location, slices)
     recipe = Recipe.load(str(out))
     largest = max(n for s in locations.values() for n in s)
     assert recipe.peft_params <= 6000 < recipe.peft_params + largest  # it stops as soon as the budget fits

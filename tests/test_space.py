@@ -204,9 +204,10 @@ def test_the_default_space_is_lora_only_on_attention_and_feed_forward(make):
 
 
 @pytest.mark.parametrize(
-    "rank,slices,expected", [(12, 4, [3] * 4), (9, 4, [2] * 4), (5, 4, [1] * 5), (1, 4, [1]), (8, 1, [8])]
+    "rank,slices,expected",
+    [(12, 4, [3] * 4), (9, 4, [3, 2, 2, 2]), (5, 4, [2, 1, 1, 1]), (3, 4, [1] * 3), (1, 4, [1]), (8, 1, [8])],
 )
-def test_a_location_is_sliced_into_equal_ranks(rank, slices, expected):
+def test_a_location_is_sliced_into_near_equal_ranks_that_sum_to_it(rank, slices, expected):
     from prunepeft.method.candidates import slice_ranks
 
     assert slice_ranks(rank, slices) == expected

@@ -176,9 +176,9 @@ def _space_flags(p: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     g.add_argument(
         "--lora-slices", type=int, default=4, metavar="N",
-        help="N: a LoRA location of rank R is held as slices of rank R // N (at least 1), as many as fit in R, pruned "
-        "one at a time, so that the search chooses each location's rank; what survives merges into one LoRA of the "
-        "summed rank (1: whole units)",
+        help="N: a LoRA location of rank R is held as min(N, R) slices whose ranks sum to R and differ by at most "
+        "one, pruned one at a time, so that the search chooses each location's rank; what survives merges into one "
+        "LoRA of the summed rank (1: whole units)",
     )  # fmt: skip
     g.add_argument(
         "--lora-rank", type=int, default=None,

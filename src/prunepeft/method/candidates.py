@@ -1,10 +1,10 @@
 """The search space: which candidates a model gets, their sizes, and attaching / removing them.
 
-A LoRA *location* (a layer's LoRA on a set of projections) holds its rank as equal *slices*, each a candidate of
-its own, so that pruning decides each location's rank, not only whether it is kept; what survives at a location
-merges into one LoRA of the summed rank (``merge_slices``). Two LoRA slices on the same weights are exactly one
-LoRA of their summed rank (same scaling alpha / rank); two chained adapters are not one adapter of the summed width,
-so an adapter stays one candidate.
+A LoRA *location* (a layer's LoRA on a set of projections) holds its rank as near-equal *slices* (``slice_ranks``),
+each a candidate of its own, so that pruning decides each location's rank, not only whether it is kept; what
+survives at a location merges into one LoRA of the summed rank (``merge_slices``). Two LoRA slices on the same
+weights are exactly one LoRA of their summed rank (same scaling alpha / rank); two chained adapters are not one
+adapter of the summed width, so an adapter stays one candidate.
 """
 
 from __future__ import annotations
@@ -93,7 +93,7 @@ SPACES: dict[str, tuple[tuple[str, str, tuple[str, ...]], ...]] = {
 
 
 KEEP_SHARE = 0.5  # unit sizes from the budget: every location gets an equal share of twice the budget
-LORA_SLICES = 4  # a LoRA location's rank is split into this many slices (a quarter of its share each)
+LORA_SLICES = 4  # a LoRA location's rank is split into this many slices (ranks differing by at most one)
 PAPER_RANK, PAPER_WIDTH = 32, 64  # sizes without a budget to derive them from (the supernet baseline)
 
 
@@ -164,10 +164,10 @@ def _targets(model_map: ModelMap, layer: int, roles: tuple[str, ...]) -> tuple[s
 
 
 def slice_ranks(rank: int, slices: int) -> list[int]:
-    """A LoRA location of ``rank`` as slices: ``slices`` equal slices of rank ``rank // slices`` (at least 1), as
-    many as fit in the rank; one slice when the rank is smaller than the number of slices allows."""
-    size = max(1, rank // slices)
-    return [size] * max(1, rank // size)
+    """A LoRA location of ``rank`` as min(``slices``, ``rank``) slices whose ranks sum to ``rank`` and differ by at
+    most one (the larger first): the whole rank is prunable, none of it is lost to rounding."""
+    count = min(slices, rank)
+    return [rank // count + (1 if i < rank % count else 0) for i in range(count)]
 
 
 def build_space(
