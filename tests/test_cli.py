@@ -105,7 +105,7 @@ def test_the_search_flags_default_to_the_settings_defaults():
                 value = getattr(args, field.name)
                 same = value == field.default or (value in (None, "") and field.default in (None, ""))
                 assert same, f"--{field.name}: the flag's default {value!r}, {cls.__name__}'s {field.default!r}"
-    assert SearchSettings().round_max_steps == 32  # rounds capped by default (README, "Rounds")
+    assert SearchSettings().round_max_steps == 32  # rounds capped by default (docs/method.md, "Rounds")
 
 
 def test_renamed_search_warmup_flags_keep_their_old_names_and_settings_keys(tmp_path):

@@ -36,11 +36,11 @@ import re
 import statistics
 
 from prunepeft.common.config import require
+from prunepeft.data.metrics import LOWER_IS_BETTER
 
 KEYS = {
     "name", "model", "tasks", "seeds", "common", "methods", "output", "jobs", "tune_seeds", "headline", "defaults_of"
 }  # fmt: skip
-LOWER_IS_BETTER = {"loss", "mse"}
 METHOD_KEYS = {
     "command", "flags", "learning_rates", "learning_rate_from", "variants", "curve", "tasks", "seeds", "defaults_of"
 }  # fmt: skip

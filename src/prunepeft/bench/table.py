@@ -13,7 +13,8 @@ import json
 import os
 import statistics
 
-from prunepeft.bench.grid import LOWER_IS_BETTER, Grid, _metric, finished, points
+from prunepeft.bench.grid import Grid, _metric, finished, points
+from prunepeft.data.metrics import LOWER_IS_BETTER
 from prunepeft.method.criteria import CRITERIA
 
 

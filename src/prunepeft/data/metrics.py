@@ -14,6 +14,8 @@ from prunepeft.data.task import TaskData
 if TYPE_CHECKING:
     import transformers
 
+LOWER_IS_BETTER = {"loss", "mse"}  # metrics where a smaller value is the better model
+
 
 def _predictions(p: transformers.EvalPrediction) -> np.ndarray:
     preds = p.predictions

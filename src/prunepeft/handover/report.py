@@ -16,6 +16,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
 from prunepeft.common.distributed import is_main_process  # noqa: E402
+from prunepeft.handover.load import read_json  # noqa: E402
 from prunepeft.method.criteria import CRITERIA  # noqa: E402
 
 
@@ -24,13 +25,6 @@ def _read_jsonl(path: str) -> list[dict]:
         return []
     with open(path, encoding="utf-8") as fh:
         return [json.loads(line) for line in fh if line.strip()]
-
-
-def _read_json(path: str) -> dict:
-    if not os.path.exists(path):
-        return {}
-    with open(path, encoding="utf-8") as fh:
-        return json.load(fh)
 
 
 def plot_module_map(log: list[dict], recipe: dict, path: str) -> None:
@@ -203,14 +197,14 @@ def write_report(run_dir: str) -> str:
     if not is_main_process():
         return os.path.join(run_dir, "report.html")
     log = _read_jsonl(os.path.join(run_dir, "search_log.jsonl"))
-    recipe = _read_json(os.path.join(run_dir, "recipe.json"))
-    results = _read_json(os.path.join(run_dir, "results.json"))
+    recipe = read_json(os.path.join(run_dir, "recipe.json"))
+    results = read_json(os.path.join(run_dir, "results.json"))
     sections = []
     curve = results.get("budgets")  # a search over several budgets: its curve, and the smallest budget's map
     if curve:
-        plot_curve(results, _read_json(os.path.join(run_dir, REFERENCE)).get("points", []), curve_path(run_dir))
+        plot_curve(results, read_json(os.path.join(run_dir, REFERENCE)).get("points", []), curve_path(run_dir))
         sections.append('<h2>Test metric against trainable parameters</h2><img src="curve.png" alt="curve">')
-        recipe = recipe or _read_json(os.path.join(run_dir, curve[-1]["dir"], "recipe.json"))
+        recipe = recipe or read_json(os.path.join(run_dir, curve[-1]["dir"], "recipe.json"))
     if log and recipe:
         for name, title, plot in (
             ("module_map.png", "Module map", lambda p: plot_module_map(log, recipe, p)),
@@ -221,7 +215,7 @@ def write_report(run_dir: str) -> str:
             plot(os.path.join(run_dir, name))
             if os.path.exists(os.path.join(run_dir, name)):
                 sections.append(f'<h2>{title}</h2><img src="{name}" alt="{title}">')
-    runs = [_read_json(os.path.join(run_dir, d, "results.json")) for d in sorted(os.listdir(run_dir))]
+    runs = [read_json(os.path.join(run_dir, d, "results.json")) for d in sorted(os.listdir(run_dir))]
     runs = [r for r in runs if r]
     if runs and not curve:
         plot_runs(runs, os.path.join(run_dir, "runs.png"))

@@ -33,7 +33,7 @@ class SearchSettings:
     prune_per_round: int = 0  # k; 0 = ceil(candidates / 8)
     round_epochs: float = 0.15  # training per round, in epochs of the search data
     # at most this many steps per round (0 = no cap): past about 6,800 rows (at batch 32) more data no longer
-    # lengthens the search (README, "Rounds")
+    # lengthens the search (docs/method.md, "Rounds")
     round_max_steps: int = 32
     warmup_fraction: float = 0.1  # share of the search data the warm-up trains on
     warmup_turns: int = 3

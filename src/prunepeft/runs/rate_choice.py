@@ -48,6 +48,7 @@ import numpy as np
 import torch
 
 from prunepeft.common.progress import PLAN, show_line
+from prunepeft.data.metrics import LOWER_IS_BETTER
 from prunepeft.data.splits import stratified_subset
 from prunepeft.data.task import TaskData
 from prunepeft.data.tokenizing import tokenize_task
@@ -63,7 +64,6 @@ SEARCH_RATE = 1e-3
 PROBE_SHARE = 1 / 40
 MIN_PROBE_STEPS = 20
 VALIDATION_ROWS = 512
-LOWER_IS_BETTER = {"loss", "mse"}
 RECORD = "learning_rate"  # the key of the record in results.json and in the recipe's settings
 PROBES = "validation probes"
 
