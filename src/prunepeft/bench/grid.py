@@ -36,7 +36,6 @@ import re
 import statistics
 
 from prunepeft.common.config import require
-from prunepeft.data.metrics import LOWER_IS_BETTER
 
 KEYS = {
     "name", "model", "tasks", "seeds", "common", "methods", "output", "jobs", "tune_seeds", "headline", "defaults_of"
@@ -283,6 +282,8 @@ def _score(results: dict) -> tuple[float, float]:
     if "budgets" in results:
         scores = [_score(one) for _, one in points(results)] or [(float("-inf"), float("-inf"))]
         return tuple(statistics.mean(x) for x in zip(*scores, strict=True))
+    from prunepeft.data.metrics import LOWER_IS_BETTER  # here: the grid itself stays free of the data libraries
+
     value = _metric(results, "validation")
     if results["metric"] in LOWER_IS_BETTER:
         value = -value
