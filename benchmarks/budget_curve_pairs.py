@@ -5,7 +5,8 @@ validation):
     .venv/bin/python benchmarks/budget_curve_pairs.py
 
 Per budget: the multi-budget search's test accuracy (mean ± std over the seeds it has) and mean PEFT parameters,
-LoRA q,k,v,o at the matching rank and its chosen rate, the search minus LoRA per seed in points, and the verdict.
+LoRA q,k,v,o at the matching rank and its chosen rate, the search minus LoRA per seed in points, and the verdict;
+then the same for the searches run with that budget alone (`search_0.5pct` etc., "alone" in the budget column).
 The noise rule: LoRA is ahead (or behind) beyond noise when the mean paired difference is more than two standard
 errors of the per-seed differences from zero; otherwise the two are level within noise."""
 
@@ -38,6 +39,30 @@ def _summary(values: list[float]) -> str:
     return f"{statistics.mean(values):.4f}{spread} ({len(values)})"
 
 
+def _row(budget: str, lora: str, grid: Grid, task: str, by_seed: dict) -> str:
+    """One table line: the search's (test, params) per seed in ``by_seed`` against ``lora`` at its chosen rate."""
+    chosen = grid.chosen(task, lora)
+    rate = chosen[1] if chosen else None
+    scores, base, diffs, sizes, lora_sizes = [], [], [], [], []
+    for seed in grid.seeds:
+        mine = by_seed.get(seed)
+        other = finished(grid.run(task, lora, seed, rate)) if rate else None
+        if mine:
+            scores.append(mine[0])
+            sizes.append(mine[1])
+        if other:
+            base.append(other["test"]["test_accuracy"])
+            lora_sizes.append(other["params"]["peft"])
+        if mine and other:
+            diffs.append(100 * (mine[0] - other["test"]["test_accuracy"]))
+    rank = grid.config["methods"][lora]["flags"]["lora_rank"]
+    return (
+        f"| {budget} | {_summary(scores)} | {round(statistics.mean(sizes)) if sizes else 0:,} "
+        f"| {_summary(base)} (r{rank}, {rate or '-'}) | {lora_sizes[0] if lora_sizes else 0:,} "
+        f"| {', '.join(f'{d:+.1f}' for d in diffs) or '-'} | {verdict(diffs)} |"
+    )
+
+
 def main() -> None:
     with open("benchmarks/budget_curve.yaml", encoding="utf-8") as fh:
         config = yaml.safe_load(fh)
@@ -48,27 +73,19 @@ def main() -> None:
           "| verdict |")  # fmt: skip
     print("|---|---|---|---|---|---|---|")
     for budget, lora in BUDGETS.items():
-        chosen = grid.chosen(task, lora)
-        rate = chosen[1] if chosen else None
-        found, base, diffs, sizes, lora_sizes = [], [], [], [], []
-        for seed in grid.seeds:
-            run = search[seed]
+        by_seed = {}
+        for seed, run in search.items():
             entry = next((b for b in run["budgets"] if b["budget"] == budget), None) if run else None
-            other = finished(grid.run(task, lora, seed, rate)) if rate else None
             if entry and entry.get("trained"):
-                found.append(entry["test"]["test_accuracy"])
-                sizes.append(entry["peft_params"])
-            if other:
-                base.append(other["test"]["test_accuracy"])
-                lora_sizes.append(other["params"]["peft"])
-            if entry and entry.get("trained") and other:
-                diffs.append(100 * (entry["test"]["test_accuracy"] - other["test"]["test_accuracy"]))
-        rank = grid.config["methods"][lora]["flags"]["lora_rank"]
-        print(
-            f"| {budget} | {_summary(found)} | {round(statistics.mean(sizes)) if sizes else 0:,} "
-            f"| {_summary(base)} (r{rank}, {rate or '-'}) | {lora_sizes[0] if lora_sizes else 0:,} "
-            f"| {', '.join(f'{d:+.1f}' for d in diffs) or '-'} | {verdict(diffs)} |"
-        )
+                by_seed[seed] = (entry["test"]["test_accuracy"], entry["peft_params"])
+        print(_row(budget, lora, grid, task, by_seed))
+    for budget, lora in BUDGETS.items():
+        method = f"search_{budget.rstrip('%')}pct"
+        if method not in grid.config["methods"]:
+            continue
+        runs = {s: finished(grid.run(task, method, s, None)) for s in grid.seeds}
+        by_seed = {s: (r["test"]["test_accuracy"], r["params"]["peft"]) for s, r in runs.items() if r}
+        print(_row(f"{budget} alone", lora, grid, task, by_seed))
 
 
 if __name__ == "__main__":
