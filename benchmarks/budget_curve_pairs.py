@@ -6,7 +6,8 @@ validation):
 
 Per budget: the multi-budget search's test accuracy (mean ± std over the seeds it has) and mean PEFT parameters,
 LoRA q,k,v,o at the matching rank and its chosen rate, the search minus LoRA per seed in points, and the verdict;
-then the same for the searches run with that budget alone (`search_0.5pct` etc., "alone" in the budget column).
+then the same for the searches run with that budget alone (`search_0.5pct` etc., "alone" in the budget column),
+at the default rate and with `--learning-rate auto`.
 The noise rule: LoRA is ahead (or behind) beyond noise when the mean paired difference is more than two standard
 errors of the per-seed differences from zero; otherwise the two are level within noise."""
 
@@ -79,13 +80,14 @@ def main() -> None:
             if entry and entry.get("trained"):
                 by_seed[seed] = (entry["test"]["test_accuracy"], entry["peft_params"])
         print(_row(budget, lora, grid, task, by_seed))
-    for budget, lora in BUDGETS.items():
-        method = f"search_{budget.rstrip('%')}pct"
-        if method not in grid.config["methods"]:
-            continue
-        runs = {s: finished(grid.run(task, method, s, None)) for s in grid.seeds}
-        by_seed = {s: (r["test"]["test_accuracy"], r["params"]["peft"]) for s, r in runs.items() if r}
-        print(_row(f"{budget} alone", lora, grid, task, by_seed))
+    for suffix, label in (("", "alone"), ("_auto", "alone, rate auto")):
+        for budget, lora in BUDGETS.items():
+            method = f"search_{budget.rstrip('%')}pct{suffix}"
+            if method not in grid.config["methods"]:
+                continue
+            runs = {s: finished(grid.run(task, method, s, None)) for s in grid.seeds}
+            by_seed = {s: (r["test"]["test_accuracy"], r["params"]["peft"]) for s, r in runs.items() if r}
+            print(_row(f"{budget} {label}", lora, grid, task, by_seed))
 
 
 if __name__ == "__main__":
