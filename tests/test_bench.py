@@ -7,6 +7,7 @@ import pytest
 from prunepeft import __version__
 from prunepeft.bench.grid import FORMER_DEFAULTS, Grid, _flags, done, finished
 from prunepeft.bench.run import run_grid
+from prunepeft.bench.table import kept
 from prunepeft.common.config import ConfigError
 from test_search import csv_task  # noqa: F401  (fixture)
 
@@ -164,6 +165,25 @@ def test_a_method_can_run_on_some_tasks_or_seeds_only(tmp_path):
             grid(x=bad)
 
 
+def test_the_kept_table_shows_each_search_seed_by_seed_layer_by_layer():
+    def result(seed, per_layer, search_s=10.0):
+        time_s = {"final_train_s": 20.0} if search_s is None else {"search_s": search_s, "final_train_s": 20.0}
+        return {"bench": {"seed": seed}, "per_layer": per_layer, "time_s": time_s}
+
+    search = {"task": "t", "method": "prunepeft", "note": "", "results": [
+        result(1, {"0": [], "1": ["lora_qkvo (rank 3)", "lora_ffn (rank 12)"]}),
+        result(0, {"0": ["serial (bottleneck 8)"], "1": []})]}  # fmt: skip
+    lora = {"task": "t", "method": "lora", "note": "", "results": [result(0, {"0": ["lora_qv (rank 8)"]}, None)]}
+    lines = kept([search, lora])
+    assert lines[4] == "| task | method | seed | layer 0 | layer 1 |"
+    assert lines[6:8] == [
+        "| t | prunepeft | 0 | serial 8 | - |",
+        "| t | prunepeft | 1 | - | lora_qkvo 3, lora_ffn 12 |",
+    ]
+    assert len(lines) == 9 and not any("| lora |" in line for line in lines)  # a training run keeps no choice
+    assert kept([lora]) == []
+
+
 def test_bad_configs_are_refused():
     with pytest.raises(ConfigError, match="unknown keys"):
         Grid({"methods": {"a": {}}, "seed": [0]}, "g", "root", "res")
@@ -189,11 +209,13 @@ def test_grid_runs_skips_and_tabulates(tiny_bert_dir, csv_task, tmp_path, monkey
     )
     table = (tmp_path / run_grid(str(config))).read_text()
     assert (
-        sum(line.startswith("| toy |") for line in table.splitlines()) == 2
+        sum(line.startswith("| toy |") for line in table.split("## What each search kept")[0].splitlines()) == 2
         and "| lora | 0." in table.split("## Summary")[1]
     )
     paired = table.split("## prunepeft against each method")[1]
     assert "| lora | " in paired and "(n=2) | " in paired  # both seeds of both methods, compared seed by seed
+    searches = [line for line in table.split("## What each search kept")[1].splitlines() if line.startswith("| toy |")]
+    assert [line.split(" | ")[1:3] for line in searches] == [["prunepeft", "0"], ["prunepeft", "1"]]
     assert (tmp_path / "benchmarks/results/tiny_params.png").stat().st_size > 0
     assert (tmp_path / "benchmarks/results/tiny_search_cost.png").stat().st_size > 0
     copies = sorted(p.name for p in (tmp_path / "benchmarks/results/tiny/runs").iterdir())
@@ -219,6 +241,10 @@ def test_a_budget_list_is_a_row_per_budget_and_a_curve(tiny_bert_dir, csv_task, 
     assert [line.split(" | ")[1] for line in lines if line.startswith("| toy |")] == [
         "prunepeft@3000", "prunepeft@2000", "lora_r2", "lora_r4"]  # fmt: skip
     assert "| lora_r4 | " in table.split("## prunepeft@2000 against each method")[1]
+    kept_rows = [line for line in table.split("## What each search kept")[1].splitlines() if line.startswith("| toy")]
+    assert [line.split(" | ")[1] for line in kept_rows] == ["prunepeft@3000", "prunepeft@2000"]
+    cells = [line.strip("| ").split(" | ")[3:] for line in kept_rows]
+    assert all(len(c) == 4 and set(c) != {"-"} for c in cells)  # tiny_bert's four layers; each budget keeps units
     copies = sorted(p.name for p in (tmp_path / "benchmarks/results/curve/runs").iterdir())
     assert len(copies) == 4  # one search per rate (its budgets together), one run per LoRA rank
     (run,) = [p.parent for p in (tmp_path / "benchmarks/runs/curve/toy/prunepeft").glob("*/reference.json")]

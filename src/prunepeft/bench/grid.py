@@ -269,7 +269,8 @@ def points(results: dict) -> list[tuple[str, dict]]:
         time_s = {"search_s": search_s, "rate_choice_s": probes, "final_train_s": p["final_train_s"],
                   "search_to_train_ratio": round((search_s + probes) / p["final_train_s"], 4)}  # fmt: skip
         one = {k: results[k] for k in ("method", "task", "model", "metric", "memory_mib") if k in results}
-        one.update(test=p["test"], validation=p["validation"], params=p["params"], time_s=time_s)
+        one.update(test=p["test"], validation=p["validation"], params=p["params"], time_s=time_s,
+                   per_layer=p.get("per_layer", {}))  # fmt: skip
         if "bench" in results:
             one["bench"] = results["bench"]
         out.append((p["budget"], one))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import statistics
 
 from prunepeft.bench.grid import Grid, _metric, finished, points
@@ -249,13 +250,39 @@ def paired(grid: Grid, table: list[dict]) -> list[str]:
     return [*lines, ""]
 
 
+def _units(kinds: list[str]) -> str:
+    """Units as "lora_qkvo (rank 9)", "lora_ffn (rank 4)" -> "lora_qkvo 9, lora_ffn 4"; no unit -> "-"."""
+    return ", ".join(re.sub(r" \((?:rank|bottleneck) (\d+)\)$", r" \1", kind) for kind in kinds) or "-"
+
+
+def kept(table: list[dict]) -> list[str]:
+    """Each search's kept configuration, seed by seed: a column per layer with the units it kept there, so that
+    where a method puts its budget can be compared across seeds and against the other methods."""
+    searches = [row for row in table if all(r["time_s"].get("search_s") is not None for r in row["results"])]
+    layers = max((len(r.get("per_layer") or {}) for row in searches for r in row["results"]), default=0)
+    if not layers:
+        return []
+    lines = ["## What each search kept", "",
+             "Seed by seed, the units kept on each layer: kind and rank (LoRA) or bottleneck (adapter); "
+             "`-`: nothing on that layer.", "",
+             "| task | method | seed | " + " | ".join(f"layer {i}" for i in range(layers)) + " |",
+             "|---|---|---|" + "---|" * layers]  # fmt: skip
+    for row in searches:
+        for r in sorted(row["results"], key=lambda r: r["bench"]["seed"]):
+            per_layer = r.get("per_layer") or {}
+            cells = [_units(per_layer.get(str(i), [])) for i in range(layers)]
+            seed = r["bench"]["seed"]
+            lines.append(f"| {row['task']} | {row['method']}{row['note']} | {seed} | {' | '.join(cells)} |")
+    return [*lines, ""]
+
+
 def write_table(grid: Grid) -> str:
     table = rows(grid)
     summaries = [summarise(r) for r in table]
     os.makedirs(os.path.join("benchmarks", "results"), exist_ok=True)
     path = os.path.join("benchmarks", "results", f"{grid.name}.md")
     with open(path, "w", encoding="utf-8") as fh:
-        fh.write("\n".join([markdown(grid, summaries), *paired(grid, table)]))
+        fh.write("\n".join([markdown(grid, summaries), *paired(grid, table), *kept(table)]))
     plot(grid, summaries)
     return path
 
