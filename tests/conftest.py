@@ -13,6 +13,8 @@ from transformers import (
     BertForSequenceClassification,
     LlamaConfig,
     LlamaForSequenceClassification,
+    RobertaConfig,
+    RobertaModel,
 )
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -40,6 +42,17 @@ def tiny_llama(num_labels: int = 2, layers: int = 2) -> LlamaForSequenceClassifi
     return LlamaForSequenceClassification(config)
 
 
+def tiny_roberta_encoder() -> RobertaModel:
+    """A RoBERTa encoder saved without a task head, as sentence encoders are (MPNet's all-mpnet-base-v2 too): loaded
+    for classification, its head of two layers (``classifier.dense``, ``classifier.out_proj``) is new."""
+    torch.manual_seed(0)
+    config = RobertaConfig(
+        vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
+        max_position_embeddings=130, pad_token_id=0,
+    )  # fmt: skip
+    return RobertaModel(config, add_pooling_layer=False)
+
+
 def _save(model, path) -> str:
     model.save_pretrained(path)
     AutoTokenizer.from_pretrained(MINILM).save_pretrained(path)
@@ -54,3 +67,8 @@ def tiny_bert_dir(tmp_path_factory) -> str:
 @pytest.fixture(scope="session")
 def tiny_llama_dir(tmp_path_factory) -> str:
     return _save(tiny_llama(), tmp_path_factory.mktemp("tiny-llama"))
+
+
+@pytest.fixture(scope="session")
+def tiny_roberta_encoder_dir(tmp_path_factory) -> str:
+    return _save(tiny_roberta_encoder(), tmp_path_factory.mktemp("tiny-roberta-encoder"))

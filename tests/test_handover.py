@@ -154,6 +154,28 @@ def test_lora_baseline_exports_to_stock_peft(lora_run, tiny_bert_dir, tmp_path):
     assert id2label == {0: "bad", 1: "good"} == ours.config.id2label
 
 
+def test_a_head_of_two_new_layers_trains_saves_and_exports_as_one_module(tiny_roberta_encoder_dir, tmp_path):
+    """A base saved without a head (RoBERTa- and MPNet-like): its new head is `classifier` with two layers inside.
+    peft must be given `classifier` alone: given its layers as well it wrapped them twice, and the first
+    checkpoint of `train --method lora` failed (KeyError 'modules_to_save.default.dense.weight')."""
+    loaded = load_model(tiny_roberta_encoder_dir, 2)
+    assert loaded.head_names == ("classifier",)
+    rows = ["text,label"] + [f"{'fine good' if i % 2 else 'dull bad'} film {i},{NAMES[i % 2]}" for i in range(64)]
+    (tmp_path / "toy.csv").write_text("\n".join(rows) + "\n")
+    run = tmp_path / "run"
+    args = ["train", "--method", "lora", "--model", tiny_roberta_encoder_dir, "--task", str(tmp_path / "toy.csv"),
+            "--output-dir", str(run), "--epochs", "2", "--batch-size", "16", "--max-length", "16",
+            "--lora-rank", "4", "--no-progress"]  # fmt: skip
+    assert main(args) == 0  # two epochs: a checkpoint is saved, and resumed from, after the first
+    assert main(["export", str(run)]) == 0
+    config = json.loads((run / "peft" / "adapter_config.json").read_text())
+    assert set(config["modules_to_save"]) <= {"classifier", "score"}  # peft adds its defaults; no layer inside
+    ours = prunepeft.load(None, str(run))
+    maps = {"id2label": dict(enumerate(NAMES)), "label2id": {n: i for i, n in enumerate(NAMES)}}
+    theirs, _ = _peft_logits_without_prunepeft(tmp_path, tiny_roberta_encoder_dir, run / "peft", **maps)
+    torch.testing.assert_close(theirs, ours(input_ids=IDS).logits, rtol=1e-5, atol=1e-5)
+
+
 def test_lora_baseline_merges_into_a_plain_model(lora_run, tmp_path):
     run, _ = lora_run
     assert main(["export", str(run), "--merge", "--output", str(tmp_path / "merged")]) == 0

@@ -284,10 +284,14 @@ def _dequantised(gguf_file: str | None) -> dict:
 
 
 def head_modules(model: nn.Module, new_keys: list[str] | None = None) -> tuple[str, ...]:
-    """Top-level task-head modules, plus any module whose weights were newly initialised at load time."""
+    """Top-level task-head modules, plus any module whose weights were newly initialised at load time, without
+    the modules inside another one of them: a head of two layers (RoBERTa's and MPNet's ``classifier.dense`` and
+    ``classifier.out_proj``) is the one module ``classifier``, which peft's ``modules_to_save`` must be given
+    alone (given the layers as well, it wraps them twice and cannot save the trained copy)."""
     names = {n for n, _ in model.named_children() if n in HEAD_NAMES}
     names.update(key.rpartition(".")[0] for key in new_keys or [])
-    return tuple(sorted(n for n in names if n))
+    names.discard("")
+    return tuple(sorted(n for n in names if not any(n.startswith(outer + ".") for outer in names)))
 
 
 def freeze_for_peft(model: nn.Module, head_names: tuple[str, ...]) -> None:
