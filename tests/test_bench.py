@@ -184,6 +184,20 @@ def test_the_kept_table_shows_each_search_seed_by_seed_layer_by_layer():
     assert kept([lora]) == []
 
 
+def test_runs_share_the_cores_the_bench_may_use(monkeypatch):
+    """Threads per run = the cores the bench is allowed (taskset) // jobs, at least one."""
+    from prunepeft.bench import run as bench_run
+
+    seen = []
+    monkeypatch.setattr(bench_run, "done", lambda run: False)
+    monkeypatch.setattr(bench_run, "_execute", lambda run, threads: seen.append(threads))
+    for cores, jobs, threads in [({0}, 1, 1), ({0, 1}, 1, 2), ({0, 1, 2, 3}, 2, 2), ({3}, 2, 1)]:
+        monkeypatch.setattr(bench_run.os, "sched_getaffinity", lambda pid, cores=cores: cores, raising=False)
+        seen.clear()
+        bench_run._run_all([{"dir": "a", "args": []}], jobs)
+        assert seen == [threads], (cores, jobs)
+
+
 def test_bad_configs_are_refused():
     with pytest.raises(ConfigError, match="unknown keys"):
         Grid({"methods": {"a": {}}, "seed": [0]}, "g", "root", "res")

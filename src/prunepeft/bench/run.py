@@ -37,11 +37,19 @@ def _execute(run: dict, threads: int) -> str | None:
     return None
 
 
+def usable_cores() -> int:
+    """The cores this process may run on (``taskset -c 1 prunepeft bench ...`` gives it one), else all of them."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # no affinity on macOS and Windows
+        return os.cpu_count() or 1
+
+
 def _run_all(runs: list[dict], jobs: int, after=None) -> list[str]:
     """Runs the unfinished runs, ``jobs`` at a time; ``after()`` follows each finished run (one at a time)."""
     todo = [r for r in runs if not done(r)]
     print(f"{len(runs) - len(todo)} of {len(runs)} runs done earlier; {len(todo)} to run, {jobs} at a time", flush=True)
-    threads = max(1, (os.cpu_count() or 1) // jobs)
+    threads = max(1, usable_cores() // jobs)
 
     def one(item):
         i, run = item
