@@ -6,7 +6,8 @@
 Per search (method and seed): the criteria that nominated in each warm-up turn (the others abstained: no difference
 beyond noise among that partition's candidates), the criteria the warm-up assigned to each partition (depth block x
 kind; a partition where nothing nominated gets every criterion), and, over the rounds, how often a partition's
-assigned criteria all abstained so that the round fell back to the criteria that did vote."""
+assigned criteria all abstained so that the round fell back to the criteria that did vote. A search with a single
+criterion (`--criterion weight`, `random`) has no warm-up and is only named."""
 
 from __future__ import annotations
 
@@ -52,7 +53,9 @@ def main(root: str = "benchmarks/results") -> None:
         if not logs:
             continue
         print(f"## {grid} ({label})\n")
-        described = {os.path.basename(p).split(".")[0]: describe(read(p)) for p in logs}
+        records = {os.path.basename(p).split(".")[0]: read(p) for p in logs}
+        single = sorted(run for run, r in records.items() if not any(x["phase"] == "assignment" for x in r))
+        described = {run: describe(r) for run, r in records.items() if run not in single}
         partitions = sorted({p for d in described.values() for p in d["assignment"]})
         print("| run | criteria that nominated, turn by turn | " + " | ".join(partitions) + " | rounds fell back |")
         print("|---|---|" + "---|" * len(partitions) + "---|")
@@ -60,6 +63,8 @@ def main(root: str = "benchmarks/results") -> None:
             turns = "; ".join(d["voted"])
             cells = " | ".join(d["assignment"].get(p, "") for p in partitions)
             print(f"| {run.replace('convention__', '')} | {turns} | {cells} | {d['fell_back']} |")
+        if single:  # one criterion: nothing to assign, so no warm-up
+            print(f"\nNo warm-up (a single criterion): {', '.join(run.replace('convention__', '') for run in single)}")
         print()
 
 
