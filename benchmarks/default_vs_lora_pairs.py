@@ -15,16 +15,23 @@ RUNS = os.path.join(os.path.dirname(__file__), "results", "default_vs_lora", "ru
 METHODS = ("prunepeft", "prunepeft_attention", "lora_qkvo", "lora_qv")
 
 
-def accuracies(task: str, method: str) -> dict[int, float]:
+def accuracies(task: str, method: str, runs: str = RUNS) -> dict[int, float]:
     """Seed -> test accuracy of the method's runs at its chosen setting (the one rate it ran every seed at)."""
-    out: dict[int, dict[str, float]] = {}
-    for path in glob.glob(os.path.join(RUNS, f"{task}__{method}__*.json")):
+    return {seed: results["test"]["test_accuracy"] for seed, results in copies(task, method, runs).items()}
+
+
+def copies(task: str, method: str, runs: str = RUNS) -> dict[int, dict]:
+    """Seed -> the results of the method's run at its chosen setting (the one rate it ran every seed at)."""
+    out: dict[int, dict[str, dict]] = {}
+    for path in glob.glob(os.path.join(runs, f"{task}__{method}__*.json")):
         with open(path, encoding="utf-8") as fh:
             results = json.load(fh)
         leaf = os.path.basename(path).rsplit("__", 1)[1].removesuffix(".json")  # "s3" or "lr0.001-s3"
         rate, _, seed = leaf.rpartition("s")
-        out.setdefault(int(seed), {})[rate] = results["test"]["test_accuracy"]
+        out.setdefault(int(seed), {})[rate] = results
     rates = {r for by_rate in out.values() for r in by_rate}
+    if not rates:
+        return {}  # not run yet
     chosen = max(rates, key=lambda r: sum(r in by_rate for by_rate in out.values()))  # the rate every seed ran at
     return {seed: by_rate[chosen] for seed, by_rate in out.items() if chosen in by_rate}
 

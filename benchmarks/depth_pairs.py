@@ -1,0 +1,58 @@
+"""The six rows of the depth benchmarks on 6 and 12 layers side by side, paired by seed, from their committed copies
+(`benchmarks/results/depth_minilm/runs/` for MiniLM, `benchmarks/results/depth/runs/` for mpnet; whatever seeds
+have finished):
+
+    .venv/bin/python benchmarks/depth_pairs.py
+
+Per model and method: test accuracy, mean ± std (seeds); the default search minus the method on each seed both
+have, in points, mean ± std, with better / equal / worse for the default (equal: within 0.05 points); and, for the
+searches, on how many of those seeds the method kept the default's configuration layer for layer."""
+
+from __future__ import annotations
+
+import os
+import statistics
+
+from default_vs_lora_pairs import copies
+
+GRIDS = {"MiniLM, 6 layers": "depth_minilm", "mpnet, 12 layers": "depth"}
+METHODS = ("prunepeft", "lora_qkvo", "no_blocks", "only_weight", "random", "supernet")
+SEARCHES = ("no_blocks", "only_weight", "random")
+ROOT = os.path.join(os.path.dirname(__file__), "results")
+
+
+def _mean(values: list[float], spec: str = ".4f", sign: str = "") -> str:
+    if not values:
+        return "-"
+    spread = f" ± {statistics.stdev(values):{spec}}" if len(values) > 1 else ""
+    return f"{statistics.mean(values):{sign}{spec}}{spread} ({len(values)})"
+
+
+def cell(default: dict[int, dict], runs: dict[int, dict], method: str) -> tuple[str, str]:
+    """The method's mean, and the default minus it seed by seed (with how often the same configuration was kept)."""
+    accuracy = {seed: r["test"]["test_accuracy"] for seed, r in runs.items()}
+    mean = _mean(list(accuracy.values()))
+    seeds = sorted(set(default) & set(accuracy))
+    if method == "prunepeft" or not seeds:
+        return mean, ""
+    diffs = [100 * (default[s]["test"]["test_accuracy"] - accuracy[s]) for s in seeds]
+    better, worse = sum(d > 0.05 for d in diffs), sum(d < -0.05 for d in diffs)
+    mean_diff = _mean(diffs, ".1f", "+").rsplit(" (", 1)[0]
+    paired = f"{mean_diff}; {better} / {len(diffs) - better - worse} / {worse}"
+    if method in SEARCHES:
+        same = sum(default[s]["per_layer"] == runs[s]["per_layer"] for s in seeds)
+        paired += f"; same kept on {same} of {len(seeds)}"
+    return mean, paired
+
+
+def main() -> None:
+    header = "| method | " + " | ".join(f"{m}: test | {m}: default − it, b / e / w" for m in GRIDS) + " |"
+    print(header + "\n|---|" + "---|---|" * len(GRIDS))
+    runs = {g: {m: copies("convention", m, os.path.join(ROOT, g, "runs")) for m in METHODS} for g in GRIDS.values()}
+    for method in METHODS:
+        cells = [c for g in GRIDS.values() for c in cell(runs[g]["prunepeft"], runs[g][method], method)]
+        print(f"| {method} | " + " | ".join(cells) + " |")
+
+
+if __name__ == "__main__":
+    main()
