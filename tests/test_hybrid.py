@@ -59,6 +59,25 @@ def test_combined_scores_use_each_partitions_criteria_and_one_global_softmax():
     assert max(p2, key=p2.get) == "a"
 
 
+def test_blocks_act_only_through_the_criteria_each_block_is_assigned():
+    """12 layers, two kinds: with the same criteria in every depth block (as the warm-up assigned on mpnet), the
+    partitions by block and kind give every candidate the Θ and p that partitions by kind alone give, so the search
+    without blocks removes the same candidates; a block assigned other criteria changes its members' Θ."""
+    rng = random.Random(3)
+    blocks = hybrid.spindle_blocks(12)
+    names = [f"L{layer}.{kind}" for layer in range(12) for kind in ("ffn", "qkvo")]
+    scores = {m: {c: rng.random() for c in CRITERIA} for m in names}
+    by_kind = {m: m.split(".")[1] for m in names}
+    by_block = {m: hybrid.partition_of(int(m[1:].split(".")[0]), by_kind[m], blocks) for m in names}
+    criteria = {"ffn": ["weight"], "qkvo": ["activation", "gradient", "weight"]}
+    same = {p: criteria[p.split(".")[1]] for p in set(by_block.values())}
+    assert len(same) == 8  # four blocks x two kinds
+    assert hybrid.combined_scores(scores, criteria, by_kind) == hybrid.combined_scores(scores, same, by_block)
+    other = same | {"B2.ffn": ["activation"]}  # one block of the middle assigned another criterion
+    theta, _ = hybrid.combined_scores(scores, other, by_block)
+    assert theta != hybrid.combined_scores(scores, criteria, by_kind)[0]
+
+
 # ---------------------------------------------------------------- the noise rule
 
 
