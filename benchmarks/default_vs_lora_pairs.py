@@ -20,8 +20,8 @@ def accuracies(task: str, method: str, runs: str = RUNS) -> dict[int, float]:
     return {seed: results["test"]["test_accuracy"] for seed, results in copies(task, method, runs).items()}
 
 
-def copies(task: str, method: str, runs: str = RUNS) -> dict[int, dict]:
-    """Seed -> the results of the method's run at its chosen setting (the one rate it ran every seed at)."""
+def by_rate(task: str, method: str, runs: str = RUNS) -> dict[int, dict[str, dict]]:
+    """Seed -> rate ("" for a method run at its default, else "lr0.001-") -> the results of every copy of the method."""
     out: dict[int, dict[str, dict]] = {}
     for path in glob.glob(os.path.join(runs, f"{task}__{method}__*.json")):
         with open(path, encoding="utf-8") as fh:
@@ -29,11 +29,17 @@ def copies(task: str, method: str, runs: str = RUNS) -> dict[int, dict]:
         leaf = os.path.basename(path).rsplit("__", 1)[1].removesuffix(".json")  # "s3" or "lr0.001-s3"
         rate, _, seed = leaf.rpartition("s")
         out.setdefault(int(seed), {})[rate] = results
-    rates = {r for by_rate in out.values() for r in by_rate}
+    return out
+
+
+def copies(task: str, method: str, runs: str = RUNS) -> dict[int, dict]:
+    """Seed -> the results of the method's run at its chosen setting (the one rate it ran every seed at)."""
+    out = by_rate(task, method, runs)
+    rates = {r for rated in out.values() for r in rated}
     if not rates:
         return {}  # not run yet
-    chosen = max(rates, key=lambda r: sum(r in by_rate for by_rate in out.values()))  # the rate every seed ran at
-    return {seed: by_rate[chosen] for seed, by_rate in out.items() if chosen in by_rate}
+    chosen = max(rates, key=lambda r: sum(r in rated for rated in out.values()))  # the rate every seed ran at
+    return {seed: rated[chosen] for seed, rated in out.items() if chosen in rated}
 
 
 def main(task: str) -> None:

@@ -10,30 +10,20 @@ and ratios (search / train, and memory) across them."""
 
 from __future__ import annotations
 
-import glob
-import json
 import os
-import re
 import sys
 
+from default_vs_lora_pairs import by_rate
+
 GRIDS = {"depth": "mpnet", "depth_minilm": "MiniLM"}
-
-
-def _copies(folder: str, method: str) -> dict[int, list[dict]]:
-    by_seed: dict[int, list[dict]] = {}
-    for path in sorted(glob.glob(os.path.join(folder, f"*__{method}__*.json"))):
-        with open(path, encoding="utf-8") as fh:
-            results = json.load(fh)
-        seed = int(re.search(r"s(\d+)\.json$", path).group(1))  # names end in __s0.json or -s0.json
-        by_seed.setdefault(seed, []).append(results)
-    return by_seed
+ROOT = os.path.join(os.path.dirname(__file__), "results")
 
 
 def _machine(results: dict) -> str:
     return results["machine"]["platform"].split("-")[3]  # e.g. fc-v1300: the machine's kernel build
 
 
-def rows(root: str = "benchmarks/results") -> list[str]:
+def rows(root: str = ROOT) -> list[str]:
     out = [
         "| model | seed | machine | search s (warm-up + rounds) | final training s | search / train "
         "| peak RSS MiB, search | peak RSS MiB, LoRA q,k,v,o (runs) |",
@@ -41,10 +31,11 @@ def rows(root: str = "benchmarks/results") -> list[str]:
     ]
     for grid, model in GRIDS.items():
         folder = os.path.join(root, grid, "runs")
-        searches, loras = _copies(folder, "prunepeft"), _copies(folder, "lora_qkvo")
-        for seed, (search,) in sorted(searches.items()):
+        searches, loras = by_rate("convention", "prunepeft", folder), by_rate("convention", "lora_qkvo", folder)
+        for seed, rated in sorted(searches.items()):
+            (search,) = rated.values()
             t = search["time_s"]
-            lora = loras.get(seed, [])
+            lora = [r for _, r in sorted(loras.get(seed, {}).items())]  # by rate
             peaks = ", ".join(f"{r['memory_mib']['peak_rss']:,.0f}" for r in lora) or "-"
             out.append(
                 f"| {model} | {seed} | {_machine(search)} | {t['search_s']:,.0f} ({t['warmup_s']:,.0f} + "

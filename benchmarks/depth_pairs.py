@@ -6,14 +6,15 @@ have finished):
 
 Per model and method: test accuracy, mean ± std (seeds); the default search minus the method on each seed both
 have, in points, mean ± std, with better / equal / worse for the default (equal: within 0.05 points); and, for the
-searches, on how many of those seeds the method kept the default's configuration layer for layer."""
+searches, on how many of those seeds the method kept the default's configuration layer for layer. Then, on seed 0,
+LoRA at each rate it was tried at beside the search (at its default rate)."""
 
 from __future__ import annotations
 
 import os
 import statistics
 
-from default_vs_lora_pairs import copies
+from default_vs_lora_pairs import by_rate, copies
 
 GRIDS = {"MiniLM, 6 layers": "depth_minilm", "mpnet, 12 layers": "depth"}
 METHODS = ("prunepeft", "lora_qkvo", "no_blocks", "only_weight", "random", "supernet")
@@ -21,11 +22,11 @@ SEARCHES = ("no_blocks", "only_weight", "random")
 ROOT = os.path.join(os.path.dirname(__file__), "results")
 
 
-def _mean(values: list[float], spec: str = ".4f", sign: str = "") -> str:
+def _mean(values: list[float], spec: str = ".4f", sign: str = "", count: bool = True) -> str:
     if not values:
         return "-"
     spread = f" ± {statistics.stdev(values):{spec}}" if len(values) > 1 else ""
-    return f"{statistics.mean(values):{sign}{spec}}{spread} ({len(values)})"
+    return f"{statistics.mean(values):{sign}{spec}}{spread}" + (f" ({len(values)})" if count else "")
 
 
 def cell(default: dict[int, dict], runs: dict[int, dict], method: str) -> tuple[str, str]:
@@ -37,8 +38,7 @@ def cell(default: dict[int, dict], runs: dict[int, dict], method: str) -> tuple[
         return mean, ""
     diffs = [100 * (default[s]["test"]["test_accuracy"] - accuracy[s]) for s in seeds]
     better, worse = sum(d > 0.05 for d in diffs), sum(d < -0.05 for d in diffs)
-    mean_diff = _mean(diffs, ".1f", "+").rsplit(" (", 1)[0]
-    paired = f"{mean_diff}; {better} / {len(diffs) - better - worse} / {worse}"
+    paired = f"{_mean(diffs, '.1f', '+', count=False)}; {better} / {len(diffs) - better - worse} / {worse}"
     if method in SEARCHES:
         same = sum(default[s]["per_layer"] == runs[s]["per_layer"] for s in seeds)
         paired += f"; same kept on {same} of {len(seeds)}"
@@ -52,6 +52,22 @@ def main() -> None:
     for method in METHODS:
         cells = [c for g in GRIDS.values() for c in cell(runs[g]["prunepeft"], runs[g][method], method)]
         print(f"| {method} | " + " | ".join(cells) + " |")
+    print(
+        "\nSeed 0, test accuracy of LoRA q,k,v,o at each rate it was tried at, and of the default search (rate 1e-3):"
+    )
+    for model, grid in GRIDS.items():
+        folder = os.path.join(ROOT, grid, "runs")
+        rates = by_rate("convention", "lora_qkvo", folder).get(0, {})
+        tried = ", ".join(
+            f"{rate.removeprefix('lr').removesuffix('-')} {r['test']['test_accuracy']:.4f}"
+            for rate, r in sorted(rates.items())
+        )
+        search = copies("convention", "prunepeft", folder).get(0)
+        print(
+            f"- {model}: LoRA {tried or '-'}; search {search['test']['test_accuracy']:.4f}"
+            if search
+            else f"- {model}: -"
+        )
 
 
 if __name__ == "__main__":
