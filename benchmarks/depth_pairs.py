@@ -1,4 +1,4 @@
-"""The six rows of the depth benchmarks on 6 and 12 layers side by side, paired by seed, from their committed copies
+"""The rows of the depth benchmarks on 6 and 12 layers side by side, paired by seed, from their committed copies
 (`benchmarks/results/depth_minilm/runs/` for MiniLM, `benchmarks/results/depth/runs/` for mpnet; whatever seeds
 have finished):
 
@@ -7,7 +7,8 @@ have finished):
 Per model and method: test accuracy, mean ± std (seeds); the default search minus the method on each seed both
 have, in points, mean ± std, with better / equal / worse for the default (equal: within 0.05 points); and, for the
 searches, on how many of those seeds the method kept the default's configuration layer for layer. Then, on seed 0,
-LoRA at each rate it was tried at beside the search (at its default rate)."""
+LoRA at each rate it was tried at beside the search (at its default rate), and the rate `--learning-rate auto`
+chose on each seed."""
 
 from __future__ import annotations
 
@@ -17,8 +18,8 @@ import statistics
 from default_vs_lora_pairs import by_rate, copies
 
 GRIDS = {"MiniLM, 6 layers": "depth_minilm", "mpnet, 12 layers": "depth"}
-METHODS = ("prunepeft", "lora_qkvo", "no_blocks", "only_weight", "random", "supernet")
-SEARCHES = ("no_blocks", "only_weight", "random")
+METHODS = ("prunepeft", "prunepeft_auto", "lora_qkvo", "no_blocks", "only_weight", "random", "supernet")
+SEARCHES = ("prunepeft_auto", "no_blocks", "only_weight", "random")
 ROOT = os.path.join(os.path.dirname(__file__), "results")
 
 
@@ -68,6 +69,11 @@ def main() -> None:
             if search
             else f"- {model}: -"
         )
+    print("\nThe rate `--learning-rate auto` chose, by seed:")
+    for model, grid in GRIDS.items():
+        chosen = copies("convention", "prunepeft_auto", os.path.join(ROOT, grid, "runs"))
+        rates = ", ".join(f"seed {s}: {r['learning_rate']['rate']:g}" for s, r in sorted(chosen.items()))
+        print(f"- {model}: {rates or '-'}")
 
 
 if __name__ == "__main__":
