@@ -47,7 +47,7 @@ def describe(records: list[dict]) -> dict:
     }
 
 
-def main(root: str = "benchmarks/results") -> None:
+def main(root: str = os.path.join(os.path.dirname(__file__), "results")) -> None:
     for grid, label in GRIDS.items():
         logs = sorted(glob.glob(os.path.join(root, grid, "logs", "*.search_log.jsonl")))
         if not logs:
