@@ -4,7 +4,8 @@
     .venv/bin/python benchmarks/depth_cost.py
 
 Seed by seed, the default search's time (warm-up + rounds) against its own final training, and the peak memory of
-the search against the LoRA q,k,v,o runs of the same seed. Runs of different sessions may have run on different
+the search against the LoRA q,k,v,o runs of the same seed; then, for the searches with `--learning-rate auto`, what
+the rate probes added. Runs of different sessions may have run on different
 machines, so each row names its machine (the kernel build in `machine.platform`): compare seconds within a machine,
 and ratios (search / train, and memory) across them."""
 
@@ -45,5 +46,27 @@ def rows(root: str = ROOT) -> list[str]:
     return out
 
 
+def probe_rows(root: str = ROOT) -> list[str]:
+    """The searches with ``--learning-rate auto``: the probes' time against the final training, and the whole."""
+    out = [
+        "| model | seed | machine | rate chosen | probes s | final training s | probes / train "
+        "| (search + probes) / train |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for grid, model in GRIDS.items():
+        for seed, rated in sorted(by_rate("convention", "prunepeft_auto", os.path.join(root, grid, "runs")).items()):
+            (run,) = rated.values()
+            t = run["time_s"]
+            probes, train = t["rate_choice_s"], t["final_train_s"]
+            out.append(
+                f"| {model} | {seed} | {_machine(run)} | {run['learning_rate']['rate']:g} | {probes:,.0f} | "
+                f"{train:,.0f} | {probes / train:.2f} | {t['search_to_train_ratio']:.2f} |"
+            )
+    return out if len(out) > 2 else []
+
+
 if __name__ == "__main__":
     print("\n".join(rows(*sys.argv[1:])))
+    probes = probe_rows(*sys.argv[1:])
+    if probes:
+        print("\n" + "\n".join(probes))
