@@ -18,8 +18,17 @@ import statistics
 from default_vs_lora_pairs import by_rate, copies
 
 GRIDS = {"MiniLM, 6 layers": "depth_minilm", "mpnet, 12 layers": "depth"}
-METHODS = ("prunepeft", "prunepeft_auto", "lora_qkvo", "no_blocks", "only_weight", "random", "supernet")
-SEARCHES = ("prunepeft_auto", "no_blocks", "only_weight", "random")
+METHODS = (
+    "prunepeft",
+    "prunepeft_auto",
+    "prunepeft_lora_rate",
+    "lora_qkvo",
+    "no_blocks",
+    "only_weight",
+    "random",
+    "supernet",
+)
+SEARCHES = ("prunepeft_auto", "prunepeft_lora_rate", "no_blocks", "only_weight", "random")
 ROOT = os.path.join(os.path.dirname(__file__), "results")
 
 
