@@ -6,7 +6,8 @@ have finished):
 
 Per model and method: test accuracy, mean ± std (seeds); the default search minus the method on each seed both
 have, in points, mean ± std, with better / equal / worse for the default (equal: within 0.05 points); and, for the
-searches, on how many of those seeds the method kept the default's configuration layer for layer. Then, on seed 0,
+searches, on how many of those seeds the method kept the default's configuration layer for layer. Then each search
+(default, `--learning-rate auto`, and at LoRA's chosen rate) minus LoRA q,k,v,o seed by seed; on seed 0,
 LoRA at each rate it was tried at beside the search (at its default rate), and the rate `--learning-rate auto`
 chose on each seed."""
 
@@ -39,20 +40,25 @@ def _mean(values: list[float], spec: str = ".4f", sign: str = "", count: bool = 
     return f"{statistics.mean(values):{sign}{spec}}{spread}" + (f" ({len(values)})" if count else "")
 
 
+def paired(first: dict[int, dict], second: dict[int, dict]) -> tuple[list[int], str]:
+    """First minus second on each seed both have, in test-accuracy points: mean ± std; better / equal / worse for
+    the first (equal: within 0.05 points)."""
+    seeds = sorted(set(first) & set(second))
+    diffs = [100 * (first[s]["test"]["test_accuracy"] - second[s]["test"]["test_accuracy"]) for s in seeds]
+    better, worse = sum(d > 0.05 for d in diffs), sum(d < -0.05 for d in diffs)
+    return seeds, f"{_mean(diffs, '.1f', '+', count=False)}; {better} / {len(diffs) - better - worse} / {worse}"
+
+
 def cell(default: dict[int, dict], runs: dict[int, dict], method: str) -> tuple[str, str]:
     """The method's mean, and the default minus it seed by seed (with how often the same configuration was kept)."""
-    accuracy = {seed: r["test"]["test_accuracy"] for seed, r in runs.items()}
-    mean = _mean(list(accuracy.values()))
-    seeds = sorted(set(default) & set(accuracy))
+    mean = _mean([r["test"]["test_accuracy"] for r in runs.values()])
+    seeds, diff = paired(default, runs)
     if method == "prunepeft" or not seeds:
         return mean, ""
-    diffs = [100 * (default[s]["test"]["test_accuracy"] - accuracy[s]) for s in seeds]
-    better, worse = sum(d > 0.05 for d in diffs), sum(d < -0.05 for d in diffs)
-    paired = f"{_mean(diffs, '.1f', '+', count=False)}; {better} / {len(diffs) - better - worse} / {worse}"
     if method in SEARCHES:
         same = sum(default[s]["per_layer"] == runs[s]["per_layer"] for s in seeds)
-        paired += f"; same kept on {same} of {len(seeds)}"
-    return mean, paired
+        diff += f"; same kept on {same} of {len(seeds)}"
+    return mean, diff
 
 
 def main() -> None:
@@ -62,6 +68,12 @@ def main() -> None:
     for method in METHODS:
         cells = [c for g in GRIDS.values() for c in cell(runs[g]["prunepeft"], runs[g][method], method)]
         print(f"| {method} | " + " | ".join(cells) + " |")
+    print(
+        "\nEach search minus LoRA q,k,v,o (at the rate chosen on validation), seed by seed, b / e / w for the search:"
+    )
+    for method in ("prunepeft", "prunepeft_auto", "prunepeft_lora_rate"):
+        diffs = [f"{model} {paired(runs[g][method], runs[g]['lora_qkvo'])[1]}" for model, g in GRIDS.items()]
+        print(f"- {method}: " + "; ".join(diffs))
     print(
         "\nSeed 0, test accuracy of LoRA q,k,v,o at each rate it was tried at, and of the default search (rate 1e-3):"
     )
