@@ -42,6 +42,12 @@ def copies(task: str, method: str, runs: str = RUNS) -> dict[int, dict]:
     return {seed: rated[chosen] for seed, rated in out.items() if chosen in rated}
 
 
+def tally(diffs: list[float]) -> tuple[int, int, int]:
+    """Better / equal / worse of paired differences in points (equal: within 0.05 points)."""
+    better, worse = sum(d > 0.05 for d in diffs), sum(d < -0.05 for d in diffs)
+    return better, len(diffs) - better - worse, worse
+
+
 def main(task: str) -> None:
     runs = {m: accuracies(task, m) for m in METHODS}
     seeds = sorted(runs["prunepeft"])
@@ -52,11 +58,11 @@ def main(task: str) -> None:
         print(f"  {method:20} {statistics.mean(values):.4f}{spread} ({len(values)} seeds)")
     for lora in ("lora_qkvo", "lora_qv"):
         diffs = [100 * (runs["prunepeft"][s] - runs[lora][s]) for s in seeds]
-        better, worse = sum(d > 0.05 for d in diffs), sum(d < -0.05 for d in diffs)
+        better, equal, worse = tally(diffs)
         spread = f" ± {statistics.stdev(diffs):.1f}" if len(diffs) > 1 else ""
         print(
             f"  prunepeft - {lora}: {', '.join(f'{d:+.1f}' for d in diffs)}; mean {statistics.mean(diffs):+.2f}"
-            f"{spread} points; {better} better / {len(diffs) - better - worse} equal / {worse} worse"
+            f"{spread} points; {better} better / {equal} equal / {worse} worse"
         )
 
 

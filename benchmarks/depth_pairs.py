@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import statistics
 
-from default_vs_lora_pairs import by_rate, copies
+from default_vs_lora_pairs import by_rate, copies, tally
 
 GRIDS = {"MiniLM, 6 layers": "depth_minilm", "mpnet, 12 layers": "depth"}
 METHODS = (
@@ -45,8 +45,7 @@ def paired(first: dict[int, dict], second: dict[int, dict]) -> tuple[list[int], 
     the first (equal: within 0.05 points)."""
     seeds = sorted(set(first) & set(second))
     diffs = [100 * (first[s]["test"]["test_accuracy"] - second[s]["test"]["test_accuracy"]) for s in seeds]
-    better, worse = sum(d > 0.05 for d in diffs), sum(d < -0.05 for d in diffs)
-    return seeds, f"{_mean(diffs, '.1f', '+', count=False)}; {better} / {len(diffs) - better - worse} / {worse}"
+    return seeds, f"{_mean(diffs, '.1f', '+', count=False)}; " + " / ".join(map(str, tally(diffs)))
 
 
 def cell(default: dict[int, dict], runs: dict[int, dict], method: str) -> tuple[str, str]:
