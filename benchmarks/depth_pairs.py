@@ -7,9 +7,9 @@ have finished):
 Per model and method: test accuracy, mean ± std (seeds); the default search minus the method on each seed both
 have, in points, mean ± std, with better / equal / worse for the default (equal: within 0.05 points); and, for the
 searches, on how many of those seeds the method kept the default's configuration layer for layer. Then each search
-(default, `--learning-rate auto`, and at LoRA's chosen rate) minus LoRA q,k,v,o seed by seed; on seed 0,
-LoRA at each rate it was tried at beside the search (at its default rate), and the rate `--learning-rate auto`
-chose on each seed."""
+(default, `--learning-rate auto`, and at LoRA's chosen rate) minus LoRA q,k,v,o seed by seed, and their and
+LoRA's test accuracy on each seed; on seed 0, LoRA at each rate it was tried at beside the search (at its default
+rate); and the rate `--learning-rate auto` chose on each seed, with each probe's validation metric."""
 
 from __future__ import annotations
 
@@ -73,6 +73,14 @@ def main() -> None:
     for method in ("prunepeft", "prunepeft_auto", "prunepeft_lora_rate"):
         diffs = [f"{model} {paired(runs[g][method], runs[g]['lora_qkvo'])[1]}" for model, g in GRIDS.items()]
         print(f"- {method}: " + "; ".join(diffs))
+    print("\nTest accuracy by seed, in %:")
+    for method in ("prunepeft", "prunepeft_auto", "prunepeft_lora_rate", "lora_qkvo"):
+        by_seed = [
+            f"{model} "
+            + ", ".join(f"s{s} {100 * r['test']['test_accuracy']:.2f}" for s, r in sorted(runs[g][method].items()))
+            for model, g in GRIDS.items()
+        ]
+        print(f"- {method}: " + "; ".join(by_seed))
     print(
         "\nSeed 0, test accuracy of LoRA q,k,v,o at each rate it was tried at, and of the default search (rate 1e-3):"
     )
@@ -89,11 +97,19 @@ def main() -> None:
             if search
             else f"- {model}: -"
         )
-    print("\nThe rate `--learning-rate auto` chose, by seed:")
+    print(
+        "\nThe rate `--learning-rate auto` chose, by seed (each probe's validation metric; *: the probe lost, by "
+        "predicting one class or by a loss that is not finite):"
+    )
     for model, grid in GRIDS.items():
         chosen = copies("convention", "prunepeft_auto", os.path.join(ROOT, grid, "runs"))
-        rates = ", ".join(f"seed {s}: {r['learning_rate']['rate']:g}" for s, r in sorted(chosen.items()))
-        print(f"- {model}: {rates or '-'}")
+        print(f"- {model}:" + ("" if chosen else " -"))
+        for seed, r in sorted(chosen.items()):
+            probes = ", ".join(
+                f"{p['learning_rate']:g} {p['metric']:.4f}{'*' if p['lost'] else ''}"
+                for p in r["learning_rate"]["probes"]
+            )
+            print(f"  - seed {seed}: {r['learning_rate']['rate']:g} (probes {probes})")
 
 
 if __name__ == "__main__":
